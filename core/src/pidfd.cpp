@@ -1,0 +1,67 @@
+#include <multiproc/pidfd.hpp>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+namespace multiproc {
+
+int pidfd_open(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+int pidfd_send_signal(int pidfd, int sig) noexcept {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+bool pidfd_wait(int pidfd, const Deadline& deadline) noexcept {
+  for (;;) {
+    pollfd p{pidfd, POLLIN, 0};
+    timespec rel{};
+    const timespec* tp = nullptr;
+    if (!deadline.infinite()) {
+      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.remaining()).count();
+      rel.tv_sec = static_cast<time_t>(left / 1'000'000'000);
+      rel.tv_nsec = static_cast<long>(left % 1'000'000'000);
+      tp = &rel;
+    }
+    const int rc = ::ppoll(&p, 1, tp, nullptr);
+    if (rc > 0) return true;
+    if (rc == 0) {
+      if (deadline.expired()) return false;
+      continue;  // woke a little early: recompute the remainder
+    }
+    if (errno != EINTR) return false;
+  }
+}
+
+bool process_exists(pid_t pid) noexcept { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+bool process_dead(pid_t pid) noexcept {
+  if (!process_exists(pid)) return true;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT;
+  char buf[512];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  // "pid (comm) S ...": the state follows the last ')' (comm may itself hold parentheses).
+  const char* close_paren = nullptr;
+  for (const char* c = buf; *c; ++c)
+    if (*c == ')') close_paren = c;
+  return close_paren && close_paren[1] == ' ' && (close_paren[2] == 'Z' || close_paren[2] == 'X');
+}
+
+}  // namespace multiproc
