@@ -141,43 +141,16 @@ LockResult RobustMutex::lock_slow(const Deadline& deadline) noexcept {
   }
 }
 
-void RobustMutex::dequeue() noexcept {
-  // glibc's DEQUEUE_MUTEX: unlink from the doubly linked per-thread list.
-  void* next = next_;
-  void* prev = prev_;
-  *reinterpret_cast<void**>(static_cast<char*>(next) - sizeof(void*)) = prev;  // next->prev = prev
-  *reinterpret_cast<void**>(prev) = next;                                       // prev->next = next
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  prev_ = nullptr;
-  next_ = nullptr;
-}
+void RobustMutex::wake_one() noexcept { futex_wake(word_, 1); }
 
-bool RobustMutex::unlock() noexcept {
-  if (!native_) {
-    auto* m = reinterpret_cast<pthread_mutex_t*>(this);
-    if (!held_by_this_thread()) return false;
-    std::uint32_t expected = kFallbackInconsistent;
-    fallback_state_.compare_exchange_strong(expected, kFallbackDead, std::memory_order_relaxed);
-    return ::pthread_mutex_unlock(m) == 0;  // glibc makes an inconsistent mutex not recoverable
-  }
-  detail::ThreadIds& ids = detail::thread_ids();
-  const std::uint32_t w = word_.load(std::memory_order_relaxed);
-  if ((w & kTidMask) != static_cast<std::uint32_t>(ids.tid) || w == kNotRecoverable || !ids.robust_ok) return false;
-  auto* head = static_cast<ListHead*>(ids.robust_head);
-  const bool poison = inconsistent_.load(std::memory_order_relaxed) != 0;
-  head->list_op_pending = &next_;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  dequeue();
-  // release: everything written in the critical section is visible to the next acquirer.
-  const std::uint32_t old = word_.exchange(poison ? kNotRecoverable : 0u, std::memory_order_release);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  head->list_op_pending = nullptr;
-  if (poison) {
-    futex_wake_all(word_);  // every waiter must see not_recoverable now, not at its deadline
-  } else if (old & kWaiters) {
-    futex_wake(word_, 1);
-  }
-  return true;
+void RobustMutex::wake_all() noexcept { futex_wake_all(word_); }
+
+bool RobustMutex::fallback_unlock() noexcept {
+  auto* m = reinterpret_cast<pthread_mutex_t*>(this);
+  if (!held_by_this_thread()) return false;
+  std::uint32_t expected = kFallbackInconsistent;
+  fallback_state_.compare_exchange_strong(expected, kFallbackDead, std::memory_order_relaxed);
+  return ::pthread_mutex_unlock(m) == 0;  // glibc makes an inconsistent mutex not recoverable
 }
 
 LockResult RobustMutex::fallback_lock(const Deadline* deadline) noexcept {

@@ -82,7 +82,9 @@ class RobustMutex {
   /// Releases the mutex. Returns false (and changes nothing) when this thread does not hold
   /// it. After `owner_dead` without `make_consistent()`, marks the mutex not recoverable and
   /// wakes every waiter.
-  bool unlock() noexcept;
+  bool unlock() noexcept {
+    return native_ ? release_native(inconsistent_.load(std::memory_order_relaxed) != 0) : fallback_unlock();
+  }
 
   /// After `owner_dead`, declares the protected state repaired. No effect otherwise.
   void make_consistent() noexcept;
@@ -140,7 +142,39 @@ class RobustMutex {
     std::atomic_signal_fence(std::memory_order_seq_cst);  // links complete before publication
     head->list = &next_;
   }
-  void dequeue() noexcept;
+  void dequeue() noexcept {
+    // glibc's DEQUEUE_MUTEX: unlink from the doubly linked per-thread list.
+    void* next = next_;
+    void* prev = prev_;
+    *reinterpret_cast<void**>(static_cast<char*>(next) - sizeof(void*)) = prev;  // next->prev = prev
+    *reinterpret_cast<void**>(prev) = next;                                       // prev->next = next
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    prev_ = nullptr;
+    next_ = nullptr;
+  }
+  // `poison`: unlocking after owner_dead without make_consistent -> not recoverable.
+  bool release_native(bool poison) noexcept {
+    detail::ThreadIds& ids = detail::thread_ids();
+    const std::uint32_t w = word_.load(std::memory_order_relaxed);
+    if ((w & kTidMask) != static_cast<std::uint32_t>(ids.tid) || w == kNotRecoverable || !ids.robust_ok) return false;
+    auto* head = static_cast<ListHead*>(ids.robust_head);
+    head->list_op_pending = &next_;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    dequeue();
+    // release: everything written in the critical section is visible to the next acquirer.
+    const std::uint32_t old = word_.exchange(poison ? kNotRecoverable : 0u, std::memory_order_release);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    head->list_op_pending = nullptr;
+    if (poison) {
+      wake_all();  // every waiter must see not_recoverable now, not at its deadline
+    } else if (old & kWaiters) {
+      wake_one();
+    }
+    return true;
+  }
+  void wake_one() noexcept;
+  void wake_all() noexcept;
+  bool fallback_unlock() noexcept;
 
   LockResult lock_slow(const Deadline& deadline) noexcept;
   LockResult acquire_free(std::uint32_t seen, detail::ThreadIds& ids, bool keep_waiters) noexcept;
