@@ -65,6 +65,12 @@ namespace multiproc {
 /// process or MULTIPROC_NO_IO_URING=1 is set.
 enum class Backend { automatic, io_uring, syscalls };
 
+class Connection;
+namespace detail {
+/// Wraps a connected AF_UNIX stream socket (taking ownership; closed if this throws).
+Connection adopt_socket(int fd, Backend backend, bool can_recv, bool can_send, const char* op);
+}  // namespace detail
+
 class Connection {
  public:
   /// Default largest message a connection sends or accepts (per connection; see max_message_size).
@@ -165,9 +171,7 @@ class Connection {
   struct Impl;  // pipe.cpp
 
  private:
-  friend std::pair<Connection, Connection> Pipe(bool duplex, Backend backend);
-  friend class Listener;
-  friend Connection Client(std::string_view address, Backend backend);
+  friend Connection detail::adopt_socket(int, Backend, bool, bool, const char*);
   explicit Connection(std::unique_ptr<Impl> impl) noexcept;
 
   void recv_exact(std::span<std::byte> out, std::size_t expected);
@@ -188,7 +192,9 @@ std::pair<Connection, Connection> Pipe(bool duplex = true, Backend backend = Bac
 /// Error(permission_denied) with the reason.
 class Listener {
  public:
-  explicit Listener(std::string_view address, int backlog = 128);
+  /// Throws the system error if it cannot bind there (EADDRINUSE: a live listener is there).
+  /// Accepted connections use `backend`.
+  explicit Listener(std::string_view address, int backlog = 128, Backend backend = Backend::automatic);
   Listener(Listener&&) noexcept;
   Listener& operator=(Listener&&) noexcept;
   Listener(const Listener&) = delete;

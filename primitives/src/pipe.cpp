@@ -1,0 +1,591 @@
+// Connection: framing, read-ahead, fd bookkeeping and every policy over the two I/O backends
+// (pipe_io.hpp). See pipe.hpp for the guarantees and frame.hpp for the wire format.
+#include <multiproc/pipe.hpp>
+
+#include "frame.hpp"
+#include "pipe_io.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <mutex>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <unordered_map>
+
+namespace multiproc {
+
+using detail::FrameDecoder;
+using detail::FrameKind;
+using detail::Head;
+using detail::kHeaderSize;
+
+namespace {
+
+/// An fd received with the stream bytes [begin, end): the kernel hands over a message's fds with
+/// the first read that touches the message, and stops that read right after it, so the fd
+/// message's header starts inside that window.
+struct ReceivedFd {
+  int fd;
+  std::uint64_t begin, end;
+};
+
+std::string str(const char* op, const std::string& what) { return std::string(op) + ": " + what; }
+
+}  // namespace
+
+struct Connection::Impl {
+  int fd = -1;
+  bool can_recv = true;
+  bool can_send = true;
+  bool eof = false;  // the peer's end of stream has been read
+  const detail::PipeIo* io;
+  std::size_t max_message = default_max_message_size;
+  FrameDecoder in{default_max_message_size};
+  std::deque<ReceivedFd> fds;  // received, not yet taken, in stream order
+  std::vector<std::byte> stage;   // send_bytes_many: small messages copied together
+  std::vector<iovec> iovs;        // send_bytes_many: the gathered send
+
+  Impl(int f, const detail::PipeIo* backend, bool recv_ok, bool send_ok);
+  ~Impl() { close(); }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  void close() noexcept;
+
+  // Receiving.
+  bool ready_without_io() const noexcept;
+  bool read_more(const char* op, const Deadline& deadline, std::size_t want);
+  void take_fds(const char* op, detail::RecvResult& r, std::uint64_t begin);
+  Head next_head(const char* op);
+  Head checked(const char* op, Head h);
+  void take_payload(const char* op, Head h, std::byte* dst);
+  void read_direct(const char* op, std::byte* dst, std::size_t n, std::size_t total);
+  void refuse_non_data(const char* op, const Head& h);
+  [[noreturn]] void at_eof(const char* op);
+  [[noreturn]] void fail_bad(const char* op, const std::string& why);
+  [[noreturn]] void fail_refused(const char* op, const Head& h);
+
+  // Sending.
+  void check_size(const char* op, std::size_t n) const;
+  void send_iov(const char* op, iovec* iov, int n, int pass_fd);
+  template <class Get>
+  void send_gathered(const char* op, std::size_t count, Get&& message);
+};
+
+// ---- the fd registry: lets wait() see messages a Connection has already read ahead ----------
+
+namespace {
+
+std::mutex g_registry_mutex;
+std::unordered_map<int, Connection::Impl*>* g_registry = nullptr;  // guarded by g_registry_mutex
+
+void registry_lock() { g_registry_mutex.lock(); }
+void registry_unlock() { g_registry_mutex.unlock(); }
+
+void registry_set(int fd, Connection::Impl* impl) {
+  static std::once_flag once;
+  // A fork() while another thread holds the mutex must not leave the child's copy locked.
+  std::call_once(once, [] { ::pthread_atfork(&registry_lock, &registry_unlock, &registry_unlock); });
+  std::lock_guard<std::mutex> lock(g_registry_mutex);
+  if (g_registry == nullptr) g_registry = new std::unordered_map<int, Connection::Impl*>();  // never freed:
+  if (impl != nullptr) {                                                                 // outlives statics
+    (*g_registry)[fd] = impl;
+  } else {
+    g_registry->erase(fd);
+  }
+}
+
+const detail::PipeIo* select_io(Backend backend, const char* op) {
+  switch (backend) {
+    case Backend::syscalls:
+      return &detail::syscall_io();
+    case Backend::io_uring:
+      if (const detail::PipeIo* io = detail::uring_io()) return io;
+      throw Error(errc::not_supported, str(op, "io_uring is not available in this process"));
+    case Backend::automatic:
+      break;
+  }
+  const char* off = std::getenv("MULTIPROC_NO_IO_URING");
+  if (off != nullptr && off[0] != '\0' && std::strcmp(off, "0") != 0) return &detail::syscall_io();
+  if (const detail::PipeIo* io = detail::uring_io()) return io;
+  return &detail::syscall_io();
+}
+
+}  // namespace
+
+Connection::Impl::Impl(int f, const detail::PipeIo* backend, bool recv_ok, bool send_ok)
+    : fd(f), can_recv(recv_ok), can_send(send_ok), io(backend) {
+  registry_set(fd, this);
+}
+
+void Connection::Impl::close() noexcept {
+  if (fd >= 0) {
+    registry_set(fd, nullptr);
+    ::close(fd);
+    fd = -1;
+  }
+  for (const ReceivedFd& r : fds) ::close(r.fd);
+  fds.clear();
+  in.reset();
+  stage = {};
+  iovs = {};
+}
+
+// ---- receiving --------------------------------------------------------------------------------
+
+bool Connection::Impl::ready_without_io() const noexcept {
+  const Head h = in.head();
+  return h.status == Head::bad || h.whole() || eof;
+}
+
+void Connection::Impl::fail_bad(const char* op, const std::string& why) {
+  close();
+  throw Error(errc::bad_message, str(op, why + "; the connection is closed"));
+}
+
+void Connection::Impl::at_eof(const char* op) {
+  if (!in.empty()) {
+    fail_bad(op, "the peer closed the connection mid-message (" + std::to_string(in.buffered().size()) +
+                     " bytes of an unfinished frame)");
+  }
+  if (!fds.empty()) fail_bad(op, "the peer sent an fd with no message to carry it");
+  throw Eof(str(op, "the peer closed the connection and no message is left"));
+}
+
+void Connection::Impl::take_fds(const char* op, detail::RecvResult& r, std::uint64_t begin) {
+  if (r.nfds == 0 && !r.fds_truncated) return;
+  if (r.fds_truncated || r.nfds > 1 || r.bytes == 0) {
+    for (int i = 0; i < r.nfds; ++i) ::close(r.fds[i]);
+    fail_bad(op, "the peer sent more fds than messages that carry them (closed them)");
+  }
+  fds.push_back({r.fds[0], begin, begin + r.bytes});
+}
+
+bool Connection::Impl::read_more(const char* op, const Deadline& deadline, std::size_t want) {
+  const std::span<std::byte> space = in.prepare(want);
+  const std::uint64_t begin = in.offset() + in.buffered().size();
+  detail::RecvResult r;
+  const int e = io->recv(fd, space.data(), space.size(), false, deadline, r);
+  if (e < 0) {
+    close();
+    detail::throw_errno(-e, str(op, "recvmsg failed; the connection is closed"));
+  }
+  if (r.timed_out) return false;
+  in.commit(r.bytes);
+  take_fds(op, r, begin);
+  if (r.eof) eof = true;
+  return true;
+}
+
+Head Connection::Impl::checked(const char* op, Head h) {
+  const std::uint64_t at = in.offset();  // where this frame's header starts in the stream
+  if (!fds.empty() && fds.front().end <= at)
+    fail_bad(op, "the peer sent an fd with no message to carry it (closed it)");
+  if (h.kind == FrameKind::fd && (fds.empty() || fds.front().begin > at))
+    fail_bad(op, "an fd message arrived without its fd");
+  return h;
+}
+
+Head Connection::Impl::next_head(const char* op) {
+  for (;;) {
+    const Head h = in.head();
+    if (h.status == Head::ready) return checked(op, h);
+    if (h.status == Head::bad) {
+      if (h.length > max_message)
+        fail_bad(op, "the peer announced a message of " + std::to_string(h.length) +
+                         " bytes, more than max_message_size() = " + std::to_string(max_message));
+      fail_bad(op, std::string("malformed stream: ") + h.why);
+    }
+    if (eof) at_eof(op);
+    read_more(op, Deadline::never(), kHeaderSize - in.buffered().size());
+  }
+}
+
+void Connection::Impl::read_direct(const char* op, std::byte* dst, std::size_t n, std::size_t total) {
+  while (n > 0) {
+    detail::RecvResult r;
+    const int e = io->recv(fd, dst, n, true, Deadline::never(), r);
+    if (e < 0) {
+      close();
+      detail::throw_errno(-e, str(op, "recvmsg failed mid-message; the connection is closed"));
+    }
+    if (r.nfds > 0 || r.fds_truncated) {
+      for (int i = 0; i < r.nfds; ++i) ::close(r.fds[i]);
+      fail_bad(op, "the peer sent an fd inside a message's payload (closed it)");
+    }
+    if (r.eof)
+      fail_bad(op, "the peer closed the connection mid-message (" + std::to_string(total - n) + " of " +
+                       std::to_string(total) + " payload bytes arrived)");
+    in.skip(r.bytes);
+    dst += r.bytes;
+    n -= r.bytes;
+  }
+}
+
+void Connection::Impl::take_payload(const char* op, Head h, std::byte* dst) {
+  const std::size_t frame = kHeaderSize + h.length;
+  if (!h.whole() && frame <= in.chunk()) {
+    // Small: keep reading into the buffer; each read may bring the following messages too.
+    do {
+      if (eof) at_eof(op);
+      read_more(op, Deadline::never(), frame - in.buffered().size());
+      h = in.head();
+    } while (!h.whole());
+  }
+  const std::size_t have = h.buffered_payload;
+  if (have != 0) std::memcpy(dst, in.buffered().data() + kHeaderSize, have);
+  in.consume(kHeaderSize + have);
+  // Large: the rest goes straight into the caller's memory, no extra copy.
+  if (have < h.length) read_direct(op, dst + have, h.length - have, h.length);
+}
+
+void Connection::Impl::fail_refused(const char* op, const Head& h) {
+  // A Listener refused us; its reason is the payload (small: the listener wrote it).
+  std::string reason(h.length, '\0');
+  take_payload(op, h, reinterpret_cast<std::byte*>(reason.data()));
+  close();
+  throw Error(errc::permission_denied, str(op, reason));
+}
+
+void Connection::Impl::refuse_non_data(const char* op, const Head& h) {
+  if (h.kind == FrameKind::data) return;
+  if (h.kind == FrameKind::reject) fail_refused(op, h);
+  // An fd where data was expected: close the fd, drop the message, report it.
+  ::close(fds.front().fd);
+  fds.pop_front();
+  in.consume(kHeaderSize);
+  throw Error(errc::bad_message, str(op, "the next message carried an fd (it was closed); receive fds with recv_fd()"));
+}
+
+// ---- sending ----------------------------------------------------------------------------------
+
+void Connection::Impl::check_size(const char* op, std::size_t n) const {
+  if (n > max_message)
+    throw Error(errc::message_too_large, str(op, "a message of " + std::to_string(n) +
+                                                     " bytes exceeds max_message_size() = " +
+                                                     std::to_string(max_message) + "; nothing was sent"));
+}
+
+void Connection::Impl::send_iov(const char* op, iovec* iov, int n, int pass_fd) {
+  const int e = io->send_all(fd, iov, n, pass_fd);
+  if (e == 0) return;
+  if (e == -EPIPE || e == -ECONNRESET) {
+    // Refused by a Listener? Its reason may be waiting in our receive buffer: report that.
+    if (can_recv) {
+      try {
+        while (!ready_without_io() && read_more(op, Deadline::after(std::chrono::seconds(0)), 1)) {
+        }
+      } catch (const Error&) {
+        // A malformed or broken stream: the peer is gone either way.
+      }
+      if (fd >= 0) {
+        const Head h = in.head();
+        if (h.whole() && h.kind == FrameKind::reject) fail_refused(op, h);
+      }
+    }
+    throw Closed(str(op, "the peer closed the connection"));
+  }
+  close();  // part of a frame may have gone out: the stream is no longer well-formed
+  detail::throw_errno(-e, str(op, "sendmsg failed; the connection is closed"));
+}
+
+template <class Get>
+void Connection::Impl::send_gathered(const char* op, std::size_t count, Get&& message) {
+  // Small messages are copied, header and all, into one staging buffer; a large payload gets its
+  // own iovec. A gathered send goes out at 256 KiB of staging or IOV_MAX iovecs.
+  constexpr std::size_t kCopyBelow = 512;
+  constexpr std::size_t kStageLimit = 256 * 1024;
+  constexpr std::size_t kMaxIov = 1024;
+  struct Piece {
+    const std::byte* external;  // nullptr: stage[offset, offset + length)
+    std::size_t offset, length;
+  };
+  std::vector<Piece> pieces;
+  stage.clear();
+  auto flush = [&] {
+    iovs.clear();
+    for (const Piece& p : pieces) {
+      void* base = const_cast<std::byte*>(p.external != nullptr ? p.external : stage.data() + p.offset);
+      if (p.external == nullptr && !iovs.empty() && static_cast<std::byte*>(iovs.back().iov_base) +
+                                                            iovs.back().iov_len == base) {
+        iovs.back().iov_len += p.length;  // adjacent in the stage: one iovec
+      } else {
+        iovs.push_back({base, p.length});
+      }
+    }
+    if (!iovs.empty()) send_iov(op, iovs.data(), static_cast<int>(iovs.size()), -1);
+    pieces.clear();
+    stage.clear();
+  };
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::span<const std::byte> m = message(i);
+    const detail::HeaderBytes h = detail::encode_header(static_cast<std::uint32_t>(m.size()), FrameKind::data);
+    const std::size_t at = stage.size();
+    stage.insert(stage.end(), h.begin(), h.end());
+    if (m.size() < kCopyBelow) {
+      stage.insert(stage.end(), m.begin(), m.end());
+      pieces.push_back({nullptr, at, kHeaderSize + m.size()});
+    } else {
+      pieces.push_back({nullptr, at, kHeaderSize});
+      pieces.push_back({m.data(), 0, m.size()});
+    }
+    if (stage.size() >= kStageLimit || pieces.size() + 2 > kMaxIov) flush();
+  }
+  flush();
+}
+
+// ---- Connection -------------------------------------------------------------------------------
+
+namespace {
+
+Connection::Impl& live(const std::unique_ptr<Connection::Impl>& impl, const char* op) {
+  if (!impl || impl->fd < 0) throw Error(errc::closed, str(op, "the connection is closed"));
+  return *impl;
+}
+
+Connection::Impl& receiver(const std::unique_ptr<Connection::Impl>& impl, const char* op) {
+  Connection::Impl& c = live(impl, op);
+  if (!c.can_recv) throw Error(errc::not_supported, str(op, "this is the send end of a one-way Pipe"));
+  return c;
+}
+
+Connection::Impl& sender(const std::unique_ptr<Connection::Impl>& impl, const char* op) {
+  Connection::Impl& c = live(impl, op);
+  if (!c.can_send) throw Error(errc::not_supported, str(op, "this is the receive end of a one-way Pipe"));
+  return c;
+}
+
+}  // namespace
+
+Connection::Connection() noexcept = default;
+Connection::Connection(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Connection::Connection(Connection&&) noexcept = default;
+Connection& Connection::operator=(Connection&&) noexcept = default;
+Connection::~Connection() = default;
+
+void Connection::send_bytes(std::span<const std::byte> message) {
+  static constexpr const char* op = "Connection::send_bytes";
+  Impl& c = sender(impl_, op);
+  c.check_size(op, message.size());
+  detail::HeaderBytes h = detail::encode_header(static_cast<std::uint32_t>(message.size()), FrameKind::data);
+  iovec iov[2] = {{h.data(), kHeaderSize}, {const_cast<std::byte*>(message.data()), message.size()}};
+  c.send_iov(op, iov, message.empty() ? 1 : 2, -1);
+}
+
+void Connection::send_bytes(std::string_view text) { send_bytes(std::as_bytes(std::span(text.data(), text.size()))); }
+
+void Connection::send_bytes_many(std::span<const std::span<const std::byte>> messages) {
+  static constexpr const char* op = "Connection::send_bytes_many";
+  Impl& c = sender(impl_, op);
+  for (const auto& m : messages) c.check_size(op, m.size());
+  c.send_gathered(op, messages.size(), [&](std::size_t i) { return messages[i]; });
+}
+
+void Connection::send_fixed_many(std::span<const std::byte> values, std::size_t size) {
+  static constexpr const char* op = "Connection::send_many";
+  Impl& c = sender(impl_, op);
+  c.check_size(op, size);
+  const std::size_t count = size == 0 ? 0 : values.size() / size;
+  c.send_gathered(op, count, [&](std::size_t i) { return values.subspan(i * size, size); });
+}
+
+void Connection::send_fd(int fd) {
+  static constexpr const char* op = "Connection::send_fd";
+  Impl& c = sender(impl_, op);
+  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0)
+    detail::throw_errno(EBADF, str(op, "fd " + std::to_string(fd) + " is not open"));
+  detail::HeaderBytes h = detail::encode_header(0, FrameKind::fd);
+  iovec iov{h.data(), kHeaderSize};
+  c.send_iov(op, &iov, 1, fd);  // one sendmsg of its own: the fd rides on exactly this header
+}
+
+std::vector<std::byte> Connection::recv_bytes() {
+  static constexpr const char* op = "Connection::recv_bytes";
+  Impl& c = receiver(impl_, op);
+  const Head h = c.next_head(op);
+  c.refuse_non_data(op, h);
+  std::vector<std::byte> out(h.length);
+  c.take_payload(op, h, out.data());
+  return out;
+}
+
+std::string Connection::recv_string() {
+  static constexpr const char* op = "Connection::recv_string";
+  Impl& c = receiver(impl_, op);
+  const Head h = c.next_head(op);
+  c.refuse_non_data(op, h);
+  std::string out(h.length, '\0');
+  c.take_payload(op, h, reinterpret_cast<std::byte*>(out.data()));
+  return out;
+}
+
+std::size_t Connection::recv_bytes_into(std::span<std::byte> buffer) {
+  static constexpr const char* op = "Connection::recv_bytes_into";
+  Impl& c = receiver(impl_, op);
+  const Head h = c.next_head(op);
+  c.refuse_non_data(op, h);
+  if (h.length > buffer.size())
+    throw Error(errc::message_too_large,
+                str(op, "the next message has " + std::to_string(h.length) + " bytes, the buffer " +
+                            std::to_string(buffer.size()) + "; the message is still there to receive"));
+  c.take_payload(op, h, buffer.data());
+  return h.length;
+}
+
+void Connection::recv_exact(std::span<std::byte> out, std::size_t expected) {
+  static constexpr const char* op = "Connection::recv";
+  Impl& c = receiver(impl_, op);
+  const Head h = c.next_head(op);
+  c.refuse_non_data(op, h);
+  if (h.length != expected)
+    throw Error(errc::bad_message,
+                str(op, "the next message has " + std::to_string(h.length) + " bytes, not sizeof(T) = " +
+                            std::to_string(expected) + "; the message is still there to receive"));
+  c.take_payload(op, h, out.data());
+}
+
+int Connection::recv_fd() {
+  static constexpr const char* op = "Connection::recv_fd";
+  Impl& c = receiver(impl_, op);
+  const Head h = c.next_head(op);
+  if (h.kind == FrameKind::reject) c.fail_refused(op, h);
+  if (h.kind != FrameKind::fd)
+    throw Error(errc::bad_message, str(op, "the next message carries no fd (it is " + std::to_string(h.length) +
+                                               " bytes of data, still there to receive)"));
+  const int fd = c.fds.front().fd;
+  c.fds.pop_front();
+  c.in.consume(kHeaderSize);
+  return fd;
+}
+
+bool Connection::poll() { return poll_until(Deadline::after(std::chrono::seconds(0))); }
+
+bool Connection::poll_until(const Deadline& deadline) {
+  static constexpr const char* op = "Connection::poll";
+  Impl& c = receiver(impl_, op);
+  for (;;) {
+    if (c.ready_without_io()) return true;
+    const Head h = c.in.head();
+    const std::size_t have = c.in.buffered().size();
+    // Whole message or nothing: a large message is gathered in the buffer (at most
+    // kHeaderSize + max_message_size() bytes) so that the recv after a true poll never waits.
+    const std::size_t want = h.status == Head::ready ? kHeaderSize + h.length - have : kHeaderSize - have;
+    if (!c.read_more(op, deadline, want)) return false;
+  }
+}
+
+void Connection::close() noexcept {
+  if (impl_) impl_->close();
+}
+
+bool Connection::closed() const noexcept { return !impl_ || impl_->fd < 0; }
+
+int Connection::fileno() const noexcept { return impl_ ? impl_->fd : -1; }
+
+std::string_view Connection::backend() const noexcept { return impl_ ? impl_->io->name() : "none"; }
+
+std::size_t Connection::max_message_size() const noexcept {
+  return impl_ ? impl_->max_message : default_max_message_size;
+}
+
+void Connection::max_message_size(std::size_t bytes) {
+  static constexpr const char* op = "Connection::max_message_size";
+  Impl& c = live(impl_, op);
+  if (bytes == 0 || bytes > max_max_message_size)
+    throw Error(errc::message_too_large, str(op, std::to_string(bytes) + " is not in 1.." +
+                                                     std::to_string(max_max_message_size) +
+                                                     " (the frame header holds a 32-bit length)"));
+  c.max_message = bytes;
+  c.in.set_max_message(bytes);
+}
+
+// ---- Pipe, and the socket adoption listener.cpp uses ------------------------------------------
+
+Connection detail::adopt_socket(int fd, Backend backend, bool can_recv, bool can_send, const char* op) {
+  try {
+    const detail::PipeIo* io = select_io(backend, op);
+    return Connection(std::make_unique<Connection::Impl>(fd, io, can_recv, can_send));
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+}
+
+std::pair<Connection, Connection> Pipe(bool duplex, Backend backend) {
+  static constexpr const char* op = "Pipe";
+  select_io(backend, op);  // fail before making sockets
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    detail::throw_errno(errno, str(op, "socketpair failed"));
+  if (!duplex) {
+    // Python's Pipe(duplex=False): (receive end, send end).
+    ::shutdown(sv[0], SHUT_WR);
+    ::shutdown(sv[1], SHUT_RD);
+  }
+  Connection a;
+  try {
+    a = detail::adopt_socket(sv[0], backend, true, duplex, op);
+  } catch (...) {
+    ::close(sv[1]);
+    throw;
+  }
+  return {std::move(a), detail::adopt_socket(sv[1], backend, duplex, true, op)};
+}
+
+// ---- wait ---------------------------------------------------------------------------------------
+
+std::vector<int> wait(std::span<const int> fds) { return wait_until(fds, Deadline::never()); }
+
+std::vector<int> wait_until(std::span<const int> fds, const Deadline& deadline) {
+  static constexpr const char* op = "wait";
+  std::vector<bool> ready(fds.size(), false);
+  bool any = false;
+  {
+    // Messages a Connection already read ahead do not make its fd readable: ask it.
+    std::lock_guard<std::mutex> lock(g_registry_mutex);
+    if (g_registry != nullptr) {
+      for (std::size_t i = 0; i < fds.size(); ++i) {
+        const auto it = g_registry->find(fds[i]);
+        if (it != g_registry->end() && it->second->can_recv && it->second->ready_without_io()) {
+          ready[i] = true;
+          any = true;
+        }
+      }
+    }
+  }
+  std::vector<pollfd> pfds(fds.size());
+  for (std::size_t i = 0; i < fds.size(); ++i) pfds[i] = {fds[i], POLLIN, 0};
+  for (;;) {
+    timespec ts{};
+    const timespec* tp = nullptr;
+    if (any || !deadline.infinite()) {
+      const auto left = any ? std::chrono::nanoseconds(0)
+                            : std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.remaining());
+      ts.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
+      ts.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
+      tp = &ts;
+    }
+    const int r = ::ppoll(pfds.data(), pfds.size(), tp, nullptr);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      detail::throw_errno(errno, str(op, "ppoll failed"));
+    }
+    if (r == 0 && !any && !deadline.expired()) continue;  // woke a hair early: wait out the rest
+    break;
+  }
+  std::vector<int> out;
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    if ((pfds[i].revents & POLLNVAL) != 0)
+      detail::throw_errno(EBADF, str(op, "fd " + std::to_string(fds[i]) + " is not open"));
+    if (ready[i] || (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) out.push_back(fds[i]);
+  }
+  return out;
+}
+
+}  // namespace multiproc

@@ -1,0 +1,163 @@
+// The plain-syscall backend: sendmsg/recvmsg on a blocking AF_UNIX stream socket, ppoll for
+// timed waits. Used where io_uring is unavailable or MULTIPROC_NO_IO_URING=1.
+#include "pipe_io.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <chrono>
+#include <cstring>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace multiproc::detail {
+
+void prepare_send_msg(msghdr& msg, iovec* iov, int n, int pass_fd, void* control) noexcept {
+  msg = msghdr{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = static_cast<std::size_t>(n);
+  if (pass_fd >= 0) {
+    std::memset(control, 0, CMSG_SPACE(sizeof(int)));
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int));
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+}
+
+void collect_fds(const msghdr& msg, RecvResult& out) noexcept {
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) out.fds_truncated = true;
+  if (msg.msg_control == nullptr || msg.msg_controllen < sizeof(cmsghdr)) return;
+  auto& m = const_cast<msghdr&>(msg);  // CMSG_NXTHDR takes a non-const msghdr; nothing is written
+  for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
+    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      if (out.nfds < kMaxRecvFds) {
+        out.fds[out.nfds++] = fd;
+      } else {
+        ::close(fd);  // more than any message of ours carries: never leak it
+        out.fds_truncated = true;
+      }
+    }
+  }
+}
+
+void advance_iov(iovec*& iov, int& n, std::size_t done) noexcept {
+  while (n > 0 && done >= iov->iov_len) {
+    done -= iov->iov_len;
+    ++iov;
+    --n;
+  }
+  if (n > 0) {
+    iov->iov_base = static_cast<char*>(iov->iov_base) + done;
+    iov->iov_len -= done;
+  }
+  while (n > 0 && iov->iov_len == 0) {
+    ++iov;
+    --n;
+  }
+}
+
+int wait_fd(int fd, short events, const Deadline& deadline) noexcept {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    timespec ts{};
+    const timespec* tp = nullptr;
+    if (!deadline.infinite()) {
+      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.remaining()).count();
+      ts.tv_sec = static_cast<time_t>(left / 1'000'000'000);
+      ts.tv_nsec = static_cast<long>(left % 1'000'000'000);
+      tp = &ts;
+    }
+    const int r = ::ppoll(&p, 1, tp, nullptr);
+    if (r > 0) return (p.revents & POLLNVAL) != 0 ? -EBADF : 1;
+    if (r == 0) {
+      if (deadline.expired()) return 0;
+      continue;  // woke a hair early by the steady clock: wait out the rest
+    }
+    if (errno != EINTR) return -errno;
+  }
+}
+
+namespace {
+
+class SyscallIo final : public PipeIo {
+ public:
+  std::string_view name() const noexcept override { return "syscalls"; }
+
+  int send_all(int fd, iovec* iov, int n, int pass_fd) const noexcept override {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    while (n > 0) {
+      msghdr msg;
+      prepare_send_msg(msg, iov, std::min(n, IOV_MAX), pass_fd, control);
+      const ssize_t r = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {  // the user made the socket non-blocking
+          const int w = wait_fd(fd, POLLOUT, Deadline::never());
+          if (w < 0) return w;
+          continue;
+        }
+        return -errno;
+      }
+      pass_fd = -1;  // rode with the first byte
+      advance_iov(iov, n, static_cast<std::size_t>(r));
+    }
+    return 0;
+  }
+
+  int recv(int fd, void* buf, std::size_t len, bool waitall, const Deadline& deadline,
+           RecvResult& out) const noexcept override {
+    alignas(cmsghdr) char control[kCmsgSpace];
+    const bool blocking = deadline.infinite();
+    for (;;) {
+      std::memset(control, 0, sizeof control);
+      iovec v{buf, len};
+      msghdr msg{};
+      msg.msg_iov = &v;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      const int flags = MSG_CMSG_CLOEXEC | (blocking ? (waitall ? MSG_WAITALL : 0) : MSG_DONTWAIT);
+      const ssize_t r = ::recvmsg(fd, &msg, flags);
+      if (r >= 0) {
+        collect_fds(msg, out);
+        out.bytes = static_cast<std::size_t>(r);
+        out.eof = r == 0;
+        return 0;
+      }
+      if (errno == EINTR) continue;
+      if (errno == ECONNRESET) {  // the peer closed with data of ours unread: it is gone
+        out.eof = true;
+        return 0;
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+      if (!blocking && deadline.expired()) {
+        out.timed_out = true;
+        return 0;
+      }
+      const int w = wait_fd(fd, POLLIN, deadline);
+      if (w < 0) return w;
+      if (w == 0) {
+        out.timed_out = true;
+        return 0;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+const PipeIo& syscall_io() noexcept {
+  static const SyscallIo io;
+  return io;
+}
+
+}  // namespace multiproc::detail
