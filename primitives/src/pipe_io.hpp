@@ -58,6 +58,14 @@ const PipeIo& syscall_io() noexcept;
 /// `deadline` passes: 1 ready, 0 timed out, -errno. Restarts on EINTR against the same deadline.
 int wait_fd(int fd, short events, const Deadline& deadline) noexcept;
 
+/// Sends of at most this many bytes are copied into one contiguous buffer and go out as a plain
+/// send (IORING_OP_SEND / send(2)): cheaper than importing a msghdr and an iovec array.
+inline constexpr std::size_t kSmallSend = 4096;
+
+/// Copies iov[0..n) into `out` (kSmallSend bytes) and returns the total, or returns 0 without
+/// copying if it would not fit.
+std::size_t gather_small(const iovec* iov, int n, void* out) noexcept;
+
 /// Drops the first `done` bytes from iov[0..n) (and any emptied entries).
 void advance_iov(iovec*& iov, int& n, std::size_t done) noexcept;
 

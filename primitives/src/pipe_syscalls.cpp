@@ -49,6 +49,18 @@ void collect_fds(const msghdr& msg, RecvResult& out) noexcept {
   }
 }
 
+std::size_t gather_small(const iovec* iov, int n, void* out) noexcept {
+  std::size_t total = 0;
+  for (int i = 0; i < n; ++i) total += iov[i].iov_len;
+  if (total > kSmallSend) return 0;
+  auto* p = static_cast<char*>(out);
+  for (int i = 0; i < n; ++i) {
+    std::memcpy(p, iov[i].iov_base, iov[i].iov_len);
+    p += iov[i].iov_len;
+  }
+  return total;
+}
+
 void advance_iov(iovec*& iov, int& n, std::size_t done) noexcept {
   while (n > 0 && done >= iov->iov_len) {
     done -= iov->iov_len;
@@ -94,7 +106,28 @@ class SyscallIo final : public PipeIo {
 
   int send_all(int fd, iovec* iov, int n, int pass_fd) const noexcept override {
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    alignas(64) char small[kSmallSend];
+    iovec one;
+    if (pass_fd < 0 && n > 1) {
+      if (const std::size_t total = gather_small(iov, n, small)) {
+        one = {small, total};
+        iov = &one;
+        n = 1;
+      }
+    }
     while (n > 0) {
+      if (pass_fd < 0 && n == 1) {  // no msghdr to import
+        const ssize_t r = ::send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
+        if (r >= 0) {
+          advance_iov(iov, n, static_cast<std::size_t>(r));
+          continue;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+        const int w = wait_fd(fd, POLLOUT, Deadline::never());
+        if (w < 0) return w;
+        continue;
+      }
       msghdr msg;
       prepare_send_msg(msg, iov, std::min(n, IOV_MAX), pass_fd, control);
       const ssize_t r = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
