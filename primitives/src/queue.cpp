@@ -1,0 +1,244 @@
+// The ring's slow paths: waiting, liveness checks and recovery of dead claimants, close, size,
+// JoinableQueue accounting. The fast paths are inline in queue.hpp.
+#include <multiproc/queue.hpp>
+
+#include <multiproc/pidfd.hpp>
+
+#include <algorithm>
+#include <new>
+#include <string>
+
+namespace multiproc::detail {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+std::uint64_t mix(std::uint64_t h, std::uint64_t v) noexcept {
+  h ^= v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+  return h * 0xFF51AFD7ED558CCDull;
+}
+
+Error invalid(const std::string& what) { return Error(std::make_error_code(std::errc::invalid_argument), what); }
+
+Deadline earliest(const Deadline& d, clock::time_point t) noexcept {
+  return d.time_point() <= t ? d : Deadline::at(t);
+}
+
+}  // namespace
+
+std::size_t Ring::checked_bytes(std::size_t capacity, std::size_t stride, const char* who) {
+  if (capacity == 0) throw invalid(std::string(who) + ": capacity must be at least 1");
+  if (capacity > kMaxCapacity)
+    throw invalid(std::string(who) + ": capacity " + std::to_string(capacity) + " exceeds the limit of 2^32 - 1");
+  if (stride != 0 && capacity > SIZE_MAX / stride)
+    throw invalid(std::string(who) + ": capacity " + std::to_string(capacity) + " slots of " + std::to_string(stride) +
+                  " bytes overflow the address space");
+  return capacity * stride;
+}
+
+void Ring::check_storage(std::span<std::byte> storage, std::size_t bytes, const char* who) {
+  if (storage.size() < bytes)
+    throw invalid(std::string(who) + ": storage of " + std::to_string(storage.size()) + " bytes is smaller than the " +
+                  std::to_string(bytes) + " the slots need");
+  if (reinterpret_cast<std::uintptr_t>(storage.data()) % kCacheLine != 0)
+    throw invalid(std::string(who) + ": storage must be aligned to 64 bytes");
+}
+
+void Ring::init(void* slots, std::size_t capacity, std::size_t stride, std::size_t payload_offset, std::size_t payload,
+                std::uint32_t flags) noexcept {
+  slots_off_ = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(slots) - reinterpret_cast<std::uintptr_t>(this));
+  stride_ = stride;
+  payload_ = payload;
+  capacity_ = static_cast<std::uint32_t>(capacity);
+  payload_off_ = static_cast<std::uint32_t>(payload_offset);
+  flags_ = flags;
+  std::uint64_t h = 0x6D70717565756531ull;  // "mpqueue1"
+  for (std::uint64_t v : {static_cast<std::uint64_t>(slots_off_), stride_, payload_, std::uint64_t{capacity_},
+                          std::uint64_t{payload_off_}})
+    h = mix(h, v);
+  check_ = h;
+  for (std::size_t i = 0; i < capacity; ++i)
+    ::new (static_cast<void*>(static_cast<std::byte*>(slots) + i * stride)) std::atomic<std::uint64_t>(make_state(0, kEmpty));
+  tail_.store(0, std::memory_order_relaxed);  // relaxed: nobody else can see the ring before construction ends
+  head_.store(0, std::memory_order_relaxed);
+}
+
+void Ring::check_geometry(const char* op) const {
+  std::uint64_t h = 0x6D70717565756531ull;
+  for (std::uint64_t v : {static_cast<std::uint64_t>(slots_off_), stride_, payload_, std::uint64_t{capacity_},
+                          std::uint64_t{payload_off_}})
+    h = mix(h, v);
+  if (h != check_ || capacity_ == 0 || payload_off_ < 8 || stride_ < std::uint64_t{payload_off_} + payload_ ||
+      stride_ % kCacheLine != 0)
+    throw Error(errc::bad_message, std::string(op) + ": the queue's header is corrupted (geometry check failed)");
+}
+
+void Ring::throw_corrupt(const char* op, std::uint64_t at) const {
+  throw Error(errc::bad_message, std::string(op) + ": the ring is corrupted (cursor index " +
+                                     std::to_string(index_of(at)) + " >= capacity " + std::to_string(capacity_) + ")");
+}
+
+void Ring::throw_closed(const char* op) {
+  throw Closed(std::string(op) + (std::string_view(op).ends_with("put") ? ": the queue is closed"
+                                                                           : ": the queue is closed and drained"));
+}
+
+void Ring::throw_lost(const char* op) {
+  throw Error(errc::bad_message, std::string(op) +
+                                     ": this thread's slot was taken over while it held it (the ring was overwritten, "
+                                     "or processes in different PID namespaces share the queue)");
+}
+
+StuckWatch& Ring::thread_watch() noexcept {
+  static thread_local StuckWatch watch;
+  return watch;
+}
+
+void Ring::unfinished_sub() noexcept {
+  // seq_cst RMW then ParkingLot::notify: the Dekker pair join() relies on.
+  if (unfinished_.fetch_sub(1, std::memory_order_seq_cst) == 1) join_lot_.notify_all();
+}
+
+void Ring::abandon(std::size_t stride, std::uint64_t at, std::uint64_t claimed) noexcept {
+  std::uint64_t expected = claimed;
+  if (state_at(stride, index_of(at))
+          .compare_exchange_strong(expected, make_state(lap_of(at) + 1, kEmpty), std::memory_order_seq_cst)) {
+    if (flags_ & kJoinable) unfinished_sub();
+  }
+  // Getters waiting on this slot must step past it; putters may now use it.
+  not_empty_.notify_all();
+  not_full_.notify_all();
+}
+
+bool Ring::try_recover(std::size_t stride, std::uint64_t at, std::uint64_t seen) {
+  if (!process_dead(static_cast<pid_t>(tid_of(seen)))) return false;
+  std::uint64_t expected = seen;
+  // seq_cst: the recovered slot is handed to the next claimant like any release.
+  if (state_at(stride, index_of(at))
+          .compare_exchange_strong(expected, make_state(static_cast<std::uint32_t>(seen >> 32) + 1, kEmpty),
+                                   std::memory_order_seq_cst)) {
+    recovered_.fetch_add(1, std::memory_order_relaxed);  // a statistic; orders nothing
+    // The item this claim stood for will never be task_done(): a dead put's was counted, a
+    // dead get's was never counted as got.
+    if (flags_ & kJoinable) unfinished_sub();
+    not_empty_.notify_all();
+    not_full_.notify_all();
+  }
+  return true;  // recovered, by us or by someone faster
+}
+
+bool Ring::check_stuck(std::size_t stride, std::uint64_t at, std::uint64_t seen, StuckWatch& watch) {
+  const Kind k = kind_of(seen);
+  if (k != kWriting && k != kReading) return false;
+  const void* slot = &state_at(stride, index_of(at));
+  const auto now = clock::now();
+  if (watch.slot != slot || watch.state != seen) {
+    watch = StuckWatch{slot, seen, now, now + kStuckBound, kStuckBound};
+    return false;
+  }
+  if (now < watch.next_check) return false;
+  if (try_recover(stride, at, seen)) {
+    watch = StuckWatch{};
+    return true;
+  }
+  watch.interval = std::min<std::chrono::milliseconds>(watch.interval * 2, kStuckCheckMax);
+  watch.next_check = now + watch.interval;
+  return false;
+}
+
+bool Ring::await(bool producer, std::size_t stride, std::uint64_t at, std::uint64_t seen, const Deadline& deadline,
+                 StuckWatch& watch, bool first) {
+  ParkingLot& lot = producer ? not_full_ : not_empty_;
+  if (seen == 0) {
+    // The scan budget ran out: a ring moving faster than this thread can scan it (the scan's
+    // progress is kept in the hint), or a corrupt one. Yield briefly, then scan on.
+    lot.wait_until([] { return false; }, earliest(deadline, clock::now() + std::chrono::microseconds(200)), false);
+    return !deadline.expired();
+  }
+  std::atomic<std::uint64_t>& st = state_at(stride, index_of(at));
+  auto changed = [&] { return st.load(std::memory_order_seq_cst) != seen || closed_.load(std::memory_order_seq_cst) != 0; };
+  auto wake = clock::now() + kParkRecheck;
+  const Kind k = kind_of(seen);
+  if (k == kWriting || k == kReading) {
+    // Behind a claim: normally released within a microsecond; watch for a dead claimant.
+    if (!first && check_stuck(stride, at, seen, watch)) return true;
+    if (first) check_stuck(stride, at, seen, watch);  // starts the watch
+    wake = std::min(wake, watch.next_check);
+  }
+  lot.wait_until(changed, earliest(deadline, wake), first);
+  return !deadline.expired() || changed();
+}
+
+void Ring::close() noexcept {
+  closed_.store(1, std::memory_order_seq_cst);
+  not_empty_.notify_all();
+  not_full_.notify_all();
+}
+
+std::size_t Ring::size(std::size_t stride) const noexcept {
+  if (capacity_ == 0) return 0;
+  // From each hint, step over tickets already taken by that side, to the true cursor.
+  auto true_cursor = [&](const std::atomic<std::uint64_t>& hint, bool producer) {
+    std::uint64_t at = hint.load(std::memory_order_seq_cst);
+    for (std::size_t budget = scan_budget(); budget > 0; --budget) {
+      if (index_of(at) >= capacity_) return at;
+      const std::uint64_t s = state_at(stride, index_of(at)).load(std::memory_order_seq_cst);
+      const std::uint32_t lap = lap_of(at);
+      const auto slot_lap = static_cast<std::uint32_t>(s >> 32);
+      if (producer) {
+        if (phase_diff(s, std::uint64_t{lap} * 4) <= 0) return at;
+        at = skip(at, kind_of(s) == kEmpty ? slot_lap - 1 : slot_lap);
+      } else {
+        if (phase_diff(s, std::uint64_t{lap} * 4 + kFull) <= 0) return at;
+        at = skip(at, kind_of(s) == kReading ? slot_lap : slot_lap - 1);
+      }
+    }
+    return at;
+  };
+  const std::uint64_t h = true_cursor(head_, false);
+  const std::uint64_t t = true_cursor(tail_, true);
+  if (index_of(h) >= capacity_ || index_of(t) >= capacity_) return 0;
+  const std::int64_t n = static_cast<std::int64_t>(lap_diff(lap_of(t), lap_of(h))) * capacity_ +
+                         static_cast<std::int64_t>(index_of(t)) - static_cast<std::int64_t>(index_of(h));
+  return n <= 0 ? 0 : std::min<std::size_t>(static_cast<std::size_t>(n), capacity_);
+}
+
+void Ring::task_done(const char* op) {
+  std::uint64_t got = got_.load(std::memory_order_seq_cst);
+  do {
+    if (got == 0)
+      throw Error(std::make_error_code(std::errc::invalid_argument),
+                  std::string(op) + ": called more times than items were got from the queue");
+  } while (!got_.compare_exchange_weak(got, got - 1, std::memory_order_seq_cst));
+  unfinished_sub();
+}
+
+bool Ring::join_until(const Deadline& deadline) {
+  auto done = [&] { return unfinished_.load(std::memory_order_seq_cst) == 0; };
+  for (bool spin = true;; spin = false) {
+    if (join_lot_.wait_until(done, earliest(deadline, clock::now() + kParkRecheck), spin)) return true;
+    if (deadline.expired()) return done();
+  }
+}
+
+bool Ring::test_claim_and_abandon(std::size_t stride, bool as_producer) {
+  std::atomic<std::uint64_t>& cursor = as_producer ? tail_ : head_;
+  std::uint64_t at = cursor.load();
+  for (std::size_t budget = scan_budget(); budget > 0; --budget) {
+    std::atomic<std::uint64_t>& st = state_at(stride, index_of(at));
+    const std::uint32_t lap = lap_of(at);
+    std::uint64_t want = make_state(lap, as_producer ? kEmpty : kFull);
+    if (as_producer && (flags_ & kJoinable)) unfinished_.fetch_add(1);
+    if (st.compare_exchange_strong(want, make_state(lap, as_producer ? kWriting : kReading, my_tid()))) {
+      advance_hint(cursor, next(at));
+      return true;
+    }
+    if (as_producer && (flags_ & kJoinable)) unfinished_.fetch_sub(1);
+    if (phase_diff(want, std::uint64_t{lap} * 4 + (as_producer ? std::uint64_t{0} : std::uint64_t{kFull})) < 0) return false;
+    at = next(at);
+  }
+  return false;
+}
+
+}  // namespace multiproc::detail
