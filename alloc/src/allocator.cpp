@@ -108,6 +108,7 @@ class HeapTxn {
       a_.lock.unlock();
       return LockResult::not_recoverable;
     }
+    ++a_.recoveries;
     a_.lock.make_consistent();
     return LockResult::acquired;
   }
@@ -160,7 +161,7 @@ class HeapTxn {
   static std::uint64_t size_of(const Block& k) noexcept { return k.size_flags & ~kFlagMask; }
 
   void check_block(std::uint64_t b) const {
-    if (b < begin_ || b % kGranule != 0 || b > end_ - kMinBlock) throw Corrupt{"block offset outside the heap", b};
+    if (b < begin_ || b % kGranule != 0 || b > end_ - kMinBlock) throw Corrupt{"a block offset outside the heap or off the 16-byte grid", b};
     const std::uint64_t s = size_of(*reinterpret_cast<const Block*>(base_ + b));
     if (s < kMinBlock || s > end_ - b) throw Corrupt{"block size out of range", b};
   }
@@ -492,10 +493,10 @@ Heap::Freed Heap::deallocate_word(std::uint64_t word, bool named_ok) noexcept {
   }
 }
 
-bool Heap::is_live(std::uint64_t payload, bool named) const {
+bool Heap::is_live(std::uint64_t payload, bool named, const char* who) const {
   if (payload < begin_ + kBlockHeader || payload >= end_ || payload % kGranule != 0) return false;
   HeapTxn t(*this);
-  t.acquire_or_throw("Arena::destroy");
+  t.acquire_or_throw(who);
   const std::uint64_t b = payload - kBlockHeader;
   return t.live_at(b) && ((t.blk(b).size_flags & kNamed) != 0) == named;
 }
@@ -513,6 +514,12 @@ std::uint64_t Heap::used() const noexcept {
 void Heap::count_invalid_free() noexcept {
   // relaxed: a statistic; nothing is published through it.
   std::atomic_ref<std::uint64_t>(alloc_state(base_).invalid_frees).fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint64_t Heap::recoveries() const {
+  HeapTxn t(*this);
+  t.acquire_or_throw("Arena::stats");
+  return t.state().recoveries;
 }
 
 std::uint64_t Heap::invalid_frees() const noexcept {

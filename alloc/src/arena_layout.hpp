@@ -80,7 +80,7 @@ struct alignas(64) AllocState {
   std::uint64_t used;                // bytes in allocated blocks (read lock-free, relaxed)
   std::uint64_t invalid_frees;       // refused deallocate calls (relaxed fetch_add)
   std::uint64_t log_count;           // undo entries valid; 0 outside a call (the commit)
-  std::uint64_t reserved;
+  std::uint64_t recoveries;         // owner_dead repairs so far (under the lock)
   UndoEntry log[kLogCapacity];
   std::uint64_t fl_bitmap;           // bit fl: some sl list of level fl is non-empty
   std::uint64_t sl_bitmap[kFl];      // bit sl: heads[fl][sl] != 0
@@ -124,6 +124,7 @@ struct alignas(64) DirState {
   std::uint64_t first_chunk;    // offset of the first page; 0 until the first name
   std::uint64_t pending_chunk;  // a page allocated but not yet linked (set in the allocation's
                                 // own undo-logged step, cleared once linked)
+  std::uint64_t reclaimed;      // names freed after their actor died (relaxed fetch_add)
 };
 
 struct Layout {

@@ -193,7 +193,7 @@ class Directory {
       return;
     }
     const std::uint64_t cap = capacity_after(chunks);
-    if (!heap_.is_live(p, true) || heap_.heap_end() - p < chunk_bytes(cap)) {
+    if (!heap_.is_live(p, true, who) || heap_.heap_end() - p < chunk_bytes(cap)) {
       d_.pending_chunk = 0;  // not a page we allocated: drop the word (bad image)
       return;
     }
@@ -260,6 +260,8 @@ void settle_entry(Directory& dir, DirEntry& e, LockResult r, const char* who) {
       // relaxed: only the offset's next writer (a claimer, after the release store below) reads it.
       std::atomic_ref<std::uint64_t>(e.offset).store(0, std::memory_order_relaxed);
       e.state.store(kEntryFree, std::memory_order_release);
+      // relaxed: a statistic.
+      std::atomic_ref<std::uint64_t>(dir.state().reclaimed).fetch_add(1, std::memory_order_relaxed);
     }
     e.mutex.make_consistent();
   } else if (busy) {
@@ -380,7 +382,7 @@ Arena::DestroyTicket Arena::begin_destroy(void* object, const detail::TypeTag& t
       return {dir.offset(e), off};
     }
   }
-  if (!dir.heap().is_live(off, false))
+  if (!dir.heap().is_live(off, false, who))
     throw Error(errc::bad_arena, std::string(who) + ": the object at offset " + std::to_string(off) +
                                      " is not a live object of this arena (destroyed twice?)");
   return {0, off};
@@ -428,6 +430,8 @@ Arena::Stats Arena::stats() const {
   s.largest_free_block = w.largest_free;
   s.allocated_blocks = w.allocated_blocks;
   s.invalid_deallocations = dir.heap().invalid_frees();
+  s.lock_recoveries = dir.heap().recoveries();
+  s.reclaimed_names = std::atomic_ref<std::uint64_t>(dir.state().reclaimed).load(std::memory_order_relaxed);
   return s;
 }
 
@@ -437,12 +441,12 @@ void Arena::check() const {
   DirGuard guard(dir, who);
   if (dir.state().pending_chunk != 0) corrupt(who, "a directory page left pending outside a call");
   dir.for_each_chunk(who, [&](std::uint64_t c) {
-    if (!dir.heap().is_live(c, true)) corrupt(who, "a directory page that is not a live named block");
+    if (!dir.heap().is_live(c, true, who)) corrupt(who, "a directory page that is not a live named block");
     for (std::uint64_t i = 0; i < dir.chunk(c).capacity; ++i) {
       DirEntry& e = dir.entry(c, i);
       const std::uint32_t st = e.state.load(std::memory_order_acquire);
       Directory::check_entry(e, st, who);
-      if (st == kEntryReady && !dir.heap().is_live(e.offset, true))
+      if (st == kEntryReady && !dir.heap().is_live(e.offset, true, who))
         corrupt(who, "named object " + quoted(std::string_view(e.name, e.name_len)) + " is not a live named block");
     }
     return false;

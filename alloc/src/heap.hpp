@@ -46,7 +46,7 @@ class Heap {
   Freed deallocate_word(std::uint64_t word, bool named_ok) noexcept;
 
   /// Whether `payload` starts a live block (named or not, as asked). Takes the lock.
-  bool is_live(std::uint64_t payload, bool named) const;
+  bool is_live(std::uint64_t payload, bool named, const char* who) const;
 
   /// Takes and releases the lock, so an interrupted call's log is replayed first.
   void settle(const char* who) const;
@@ -63,6 +63,8 @@ class Heap {
 
   void count_invalid_free() noexcept;
   std::uint64_t invalid_frees() const noexcept;
+  /// How many times a dead holder's call was rolled back (takes the lock).
+  std::uint64_t recoveries() const;
 
  private:
   friend class HeapTxn;

@@ -281,6 +281,8 @@ class Arena {
     std::size_t allocated_blocks = 0;       // directory pages included
     std::size_t named_objects = 0;          // ready names
     std::size_t invalid_deallocations = 0;  // refused deallocate calls, all processes
+    std::size_t lock_recoveries = 0;        // allocator calls of dead processes rolled back
+    std::size_t reclaimed_names = 0;        // names freed after their constructor/destroyer died
   };
   /// A consistent snapshot (takes the locks, walks the heap).
   Stats stats() const;
