@@ -26,6 +26,7 @@
 #include <csignal>
 #include <sched.h>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <map>
@@ -93,13 +94,16 @@ class Pin {
   bool ok_ = false;
 };
 
-/// fork() with the parent on CPU 0 and the child on CPU 1.
+/// fork() with the parent on CPU 0 and the child on CPU 1 (on CPU 0 too with
+/// MULTIPROC_BENCH_SAME_CPU=1: then a hand-off is a context switch, no cross-CPU wake-up, and
+/// the software cost of each path shows without the VM's IPI latency).
 pid_t fork_pinned() {
+  static const bool same = std::getenv("MULTIPROC_BENCH_SAME_CPU") != nullptr;
   const pid_t pid = ::fork();
   if (pid == 0) {
     cpu_set_t one;
     CPU_ZERO(&one);
-    CPU_SET(1, &one);
+    CPU_SET(same ? 0 : 1, &one);
     (void)::sched_setaffinity(0, sizeof one, &one);
   }
   return pid;

@@ -104,20 +104,21 @@ thread_local ThreadRing t_ring;
 /// Submits what is queued and reaps exactly `count` completions into res[tag].
 /// Returns 0, or -errno when the ring itself failed (the thread then falls back to syscalls).
 ///
-/// The submit does not ask for completions (no IORING_ENTER_GETEVENTS): a send into a socket
-/// with room, or a receive with data waiting, completes inline during submission and its CQE
-/// is already there — one cheaper io_uring_enter. Only an operation that has to wait costs a
-/// second enter, which is where the thread sleeps anyway.
-int submit_and_reap(io_uring* ring, unsigned count, int (&res)[3]) noexcept {
+/// `likely_inline`: the operation usually completes during submission (a send into a socket
+/// with room), so submit without IORING_ENTER_GETEVENTS and find its CQE already posted; only
+/// if it had to wait does a second io_uring_enter sleep for it. Otherwise (a receive, which in
+/// a request/response exchange usually waits for the peer) submit and wait in one enter.
+int submit_and_reap(io_uring* ring, unsigned count, int (&res)[3], bool likely_inline) noexcept {
   int s;
   do {
-    s = io_uring_submit(ring);
+    s = likely_inline ? io_uring_submit(ring) : io_uring_submit_and_wait(ring, count);
   } while (s == -EINTR || s == -EAGAIN || s == -EBUSY);  // nothing was submitted: retry
   if (s < 0) {
     t_ring.drop();
     t_ring.failed_in = this_pid();
     return s;
   }
+  // The wait may have been cut short by a signal: reap until all are in.
   for (unsigned got = 0; got < count;) {
     io_uring_cqe* cqe = nullptr;
     int w = io_uring_peek_cqe(ring, &cqe);
@@ -165,7 +166,7 @@ class UringIo final : public PipeIo {
       }
       sqe->user_data = kOpTag;
       int res[3] = {0, 0, 0};
-      if (submit_and_reap(ring, 1, res) < 0) continue;  // ring gone: the syscall path takes over
+      if (submit_and_reap(ring, 1, res, true) < 0) continue;  // ring gone: the syscall path takes over
       const int r = res[kOpTag];
       if (r < 0) {
         if (r == -EINTR) continue;
@@ -211,7 +212,7 @@ class UringIo final : public PipeIo {
         count = 2;
       }
       int res[3] = {0, 0, 0};
-      if (submit_and_reap(ring, count, res) < 0) continue;  // ring gone: the syscall path takes over
+      if (submit_and_reap(ring, count, res, try_only) < 0) continue;  // ring gone: the syscall path takes over
       const int r = res[kOpTag];
       if (r >= 0) {
         collect_fds(msg, out);

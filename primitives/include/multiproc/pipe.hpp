@@ -37,10 +37,13 @@
 //   IORING_OP_LINK_TIMEOUT on io_uring, ppoll on system calls) and never return before it.
 //
 // Threads: a Connection is used by one thread at a time (as a std::fstream); distinct
-// connections may be used from distinct threads at once. Because of read-ahead, messages a
-// Connection has already buffered do not make fileno() readable: poll() (no system call when a
-// message is buffered) and multiproc::wait() know about them; a hand-written poll loop on
-// fileno() should call poll() first.
+// connections may be used from distinct threads at once.
+//
+// Read-ahead has two consequences. (1) Messages a Connection has already buffered do not make
+// fileno() readable: poll() (no system call when a message is buffered) and multiproc::wait()
+// know about them; a hand-written poll loop on fileno() should call poll() first. (2) What one
+// process has buffered is in that process only — and a fork() copies it: receive on an end in
+// one process (close the ends you do not use, as Python advises), or fork before receiving.
 #pragma once
 
 #include <multiproc/deadline.hpp>
