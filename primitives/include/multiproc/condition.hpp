@@ -147,6 +147,10 @@ class Condition {
   /// Lets every waiter return. No system call when none is parked.
   void notify_all() noexcept { notify(UINT32_MAX); }
 
+  /// Snapshot: waiters parked (or committed to park), each having released its lock. For
+  /// tests and diagnostics.
+  std::uint32_t parked() const noexcept { return lot_.sleepers(); }
+
  private:
   // true: notified (or spurious); false: the deadline passed. The lock is held again either way.
   template <class L>

@@ -57,6 +57,10 @@ class Event {
   /// Snapshot of the flag (an acquire load: the setter's writes are visible when true).
   bool is_set() const noexcept { return (state_.load(std::memory_order_acquire) & kSet) != 0; }
 
+  /// Snapshot: waiters parked (or committed to park) in wait*(); each of them returns on the
+  /// next set(). For tests and diagnostics.
+  std::uint32_t parked() const noexcept { return lot_.sleepers(); }
+
   /// Blocks until the flag is set (or a set() happened since the call began).
   void wait() { (void)wait_deadline(Deadline::never()); }
   /// As wait(), giving up after `timeout`: false then (never earlier).

@@ -83,6 +83,8 @@ class Semaphore {
 
   /// Snapshot of the units available (Python's get_value()).
   std::uint32_t value() const noexcept { return count_.load(std::memory_order_relaxed); }
+  /// Snapshot: acquirers parked (or committed to park). For tests and diagnostics.
+  std::uint32_t parked() const noexcept { return lot_.sleepers(); }
   /// The most units it may hold: UINT32_MAX, or a BoundedSemaphore's initial value.
   std::uint32_t max() const noexcept { return max_; }
 
