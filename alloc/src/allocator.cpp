@@ -395,9 +395,8 @@ class HeapTxn {
 
 // ---- Heap ------------------------------------------------------------------------------------
 
-Heap::Heap(std::byte* base, std::uint64_t mapped) noexcept
+Heap::Heap(std::byte* base, [[maybe_unused]] std::uint64_t mapped) noexcept
     : base_(base),
-      mapped_(mapped),
       begin_(reinterpret_cast<const Layout*>(base)->header.heap_begin),
       end_(reinterpret_cast<const Layout*>(base)->header.heap_end) {}
 

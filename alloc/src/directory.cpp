@@ -62,14 +62,18 @@ class Directory {
   std::byte* at(std::uint64_t off) const noexcept { return base_ + off; }
 
   DirChunk& chunk(std::uint64_t c) noexcept { return *reinterpret_cast<DirChunk*>(base_ + c); }
+  /// Entry i of page c (whose capacity was validated).
   DirEntry& entry(std::uint64_t c, std::uint64_t i) noexcept {
-    return *reinterpret_cast<DirEntry*>(base_ + c + offsetof(DirChunk, entries) + i * sizeof(DirEntry));
+    return *reinterpret_cast<DirEntry*>(base_ + entry_offset(c, chunk(c).capacity, i));
+  }
+  std::uint64_t& hint(std::uint64_t c, std::uint64_t i) noexcept {
+    return *reinterpret_cast<std::uint64_t*>(base_ + hint_offset(c, i));
   }
 
   /// Checks a page offset before anything in the page is read.
   void validate_chunk(std::uint64_t c, const char* who) {
     const std::uint64_t begin = heap_.heap_begin(), end = heap_.heap_end();
-    if (c < begin + kBlockHeader || c % kGranule != 0 || c > end || end - c < offsetof(DirChunk, entries))
+    if (c < begin + kBlockHeader || c % kGranule != 0 || c > end || end - c < sizeof(DirChunk))
       corrupt(who, "a directory page offset outside the heap: " + std::to_string(c));
     const DirChunk& k = chunk(c);
     if (k.magic != kChunkMagic) corrupt(who, "a directory page without its magic at offset " + std::to_string(c));
@@ -98,29 +102,57 @@ class Directory {
 
   struct Lookup {
     DirEntry* found = nullptr;
-    DirEntry* free_slot = nullptr;
     std::uint64_t last_chunk = 0;
     std::uint32_t chunks = 0;
   };
-  /// Under the directory lock: the entry named `name`, the first free entry, the last page.
+  /// Under the directory lock: the entry named `name`, and the last page. A name is claimed
+  /// at slot hash % capacity of the first page with room when that slot is free, so a first
+  /// pass probes that one slot per page; a second pass scans all hints.
   Lookup lookup(std::string_view name, std::uint64_t hash, const char* who) {
     Lookup l;
+    auto is_it = [&](std::uint64_t c, std::uint64_t i) {
+      if (hint(c, i) != hash) return false;
+      DirEntry& e = entry(c, i);
+      const std::uint32_t st = e.state.load(std::memory_order_acquire);  // pairs with the actor's release
+      check_entry(e, st, who);
+      if (st == kEntryFree || e.name_len != name.size() || std::memcmp(e.name, name.data(), name.size()) != 0)
+        return false;
+      l.found = &e;
+      return true;
+    };
     l.chunks = for_each_chunk(who, [&](std::uint64_t c) {
       l.last_chunk = c;
-      for (std::uint64_t i = 0; i < chunk(c).capacity; ++i) {
+      return is_it(c, hash % chunk(c).capacity);
+    });
+    if (l.found == nullptr) {
+      for_each_chunk(who, [&](std::uint64_t c) {
+        const std::uint64_t cap = chunk(c).capacity;
+        for (std::uint64_t i = 0; i < cap; ++i)
+          if (is_it(c, i)) return true;
+        return false;
+      });
+    }
+    return l;
+  }
+  /// Under the directory lock: a free entry (its page and index; the first free one from
+  /// slot hash % capacity on, in the first page that has one), or {0, 0}.
+  std::pair<std::uint64_t, std::uint64_t> free_entry(std::uint64_t hash, const char* who) {
+    std::pair<std::uint64_t, std::uint64_t> hit{0, 0};
+    for_each_chunk(who, [&](std::uint64_t c) {
+      const std::uint64_t cap = chunk(c).capacity;
+      for (std::uint64_t k = 0; k < cap; ++k) {
+        const std::uint64_t i = (hash + k) % cap;
         DirEntry& e = entry(c, i);
-        const std::uint32_t st = e.state.load(std::memory_order_acquire);  // pairs with the actor's release
+        const std::uint32_t st = e.state.load(std::memory_order_acquire);
         check_entry(e, st, who);
         if (st == kEntryFree) {
-          if (l.free_slot == nullptr) l.free_slot = &e;
-        } else if (e.name_hash == hash && e.name_len == name.size() && std::memcmp(e.name, name.data(), name.size()) == 0) {
-          l.found = &e;
+          hit = {c, i};
           return true;
         }
       }
       return false;
     });
-    return l;
+    return hit;
   }
 
   /// Under the directory lock: the ready entry whose object is at `off`, or nullptr.
@@ -146,7 +178,10 @@ class Directory {
     k.next = 0;
     k.capacity = capacity;
     k.reserved = 0;
-    for (std::uint64_t i = 0; i < capacity; ++i) ::new (&entry(c, i)) DirEntry();
+    for (std::uint64_t i = 0; i < capacity; ++i) {
+      hint(c, i) = 0;
+      ::new (&entry(c, i)) DirEntry();
+    }
     std::atomic_signal_fence(std::memory_order_seq_cst);  // entries complete before the magic says so
     k.magic = kChunkMagic;
   }
@@ -166,14 +201,14 @@ class Directory {
     (void)chunks;
   }
 
-  /// Under the directory lock: a new page; returns its first entry.
-  DirEntry* grow(const Lookup& l, const char* who) {
+  /// Under the directory lock: a new page; returns it (its entry 0 is free).
+  std::uint64_t grow(const Lookup& l, const char* who) {
     const std::uint64_t cap = capacity_after(l.chunks);
     heap_.allocate(chunk_bytes(cap), 64, offset(&d_.pending_chunk), kNamed, who);
     init_chunk(d_.pending_chunk, cap);
     const std::uint64_t c = d_.pending_chunk;
     link_pending(l.last_chunk, l.chunks);
-    return &entry(c, 0);
+    return c;
   }
 
   /// After owner_dead on the directory lock: finish or undo what the dead holder left.
@@ -319,8 +354,14 @@ void* Arena::named_impl(std::string_view name, const detail::TypeTag& type, Name
     if (mode == NameMode::find) return nullptr;
 
     // Claim a free entry: fill it, take its mutex, then publish `constructing`.
-    DirEntry* e = l.free_slot != nullptr ? l.free_slot : dir.grow(l, who);
+    auto [page, index] = dir.free_entry(hash, who);
+    if (page == 0) {
+      page = dir.grow(l, who);
+      index = hash % dir.chunk(page).capacity;
+    }
+    DirEntry* e = &dir.entry(page, index);
     if (!mutex_mode_matches(e->mutex)) corrupt(who, "an entry lock in the other lock mode");
+    dir.hint(page, index) = hash;
     std::memcpy(e->name, name.data(), name.size());
     std::memset(e->name + name.size(), 0, sizeof e->name - name.size());
     e->name_len = static_cast<std::uint32_t>(name.size());

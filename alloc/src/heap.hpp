@@ -23,6 +23,7 @@ Deadline arena_wait_deadline() noexcept;
 /// A view of one mapping's allocator; cheap to make (three words), no state of its own.
 class Heap {
  public:
+  /// `mapped`: the mapping's size, which from_fd has checked equals the header's total.
   Heap(std::byte* base, std::uint64_t mapped) noexcept;
 
   /// Writes a fresh header, allocator and directory state and one free block over the heap.
@@ -69,7 +70,6 @@ class Heap {
  private:
   friend class HeapTxn;
   std::byte* base_;
-  std::uint64_t mapped_;
   std::uint64_t begin_;
   std::uint64_t end_;
 };

@@ -61,7 +61,7 @@ std::uint64_t entry_of(const mp::Arena& a, std::string_view name) {
   for (std::uint64_t c = l.dir.first_chunk; c != 0; c = reinterpret_cast<const L::DirChunk*>(base + c)->next) {
     const auto& k = *reinterpret_cast<const L::DirChunk*>(base + c);
     for (std::uint64_t i = 0; i < k.capacity; ++i) {
-      const std::uint64_t e = c + offsetof(L::DirChunk, entries) + i * sizeof(L::DirEntry);
+      const std::uint64_t e = L::entry_offset(c, k.capacity, i);
       const auto& d = *reinterpret_cast<const L::DirEntry*>(base + e);
       if (d.state.load() != L::kEntryFree && std::string_view(d.name, d.name_len) == name) return e;
     }
