@@ -42,6 +42,29 @@ constexpr unsigned kRingEntries = 8;  // an operation uses at most 2 SQEs
 constexpr std::uint64_t kOpTag = 1;
 constexpr std::uint64_t kTimeoutTag = 2;
 
+// The operations this backend needs.
+bool ring_supports_ops(io_uring& ring) noexcept {
+  io_uring_probe* probe = io_uring_get_probe_ring(&ring);
+  if (probe == nullptr) return false;
+  const bool ok = io_uring_opcode_supported(probe, IORING_OP_SEND) &&
+                  io_uring_opcode_supported(probe, IORING_OP_SENDMSG) &&
+                  io_uring_opcode_supported(probe, IORING_OP_RECVMSG) &&
+                  io_uring_opcode_supported(probe, IORING_OP_LINK_TIMEOUT);
+  io_uring_free_probe(probe);
+  return ok;
+}
+
+// 0: not probed yet; 1: io_uring works in this process; 2: it does not. Relaxed: the state is
+// the whole message (nothing else is published with it), and racing probes agree.
+std::atomic<int> g_probe{0};
+
+/// Sets up a ring for this thread: 0 or -errno.
+///
+/// Fork safety: the ring's mappings are MADV_DONTFORK, and where the kernel allows (5.18+) the
+/// ring is reached through a registered index only (IORING_REGISTER_RING_FDS, which also spares
+/// every io_uring_enter an fd lookup) and its fd is closed. A fork()ed child then inherits
+/// neither mappings nor an fd of the parent's ring — nothing it could write into by mistake,
+/// nothing it must clean up — and sets up its own on first use.
 int setup_ring(io_uring& ring) noexcept {
   static constexpr unsigned kFlagSets[] = {
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
@@ -55,33 +78,36 @@ int setup_ring(io_uring& ring) noexcept {
     r = io_uring_queue_init_params(kRingEntries, &ring, &p);
     if (r != -EINVAL) break;  // EINVAL: the kernel lacks a flag; anything else is final
   }
-  // A registered ring fd spares every io_uring_enter an fd-table lookup (5.18+; optional).
-  if (r == 0) (void)io_uring_register_ring_fd(&ring);
-  return r;
-}
-
-// The operations this backend needs; checked once per process.
-bool ring_supports_ops(io_uring& ring) noexcept {
-  io_uring_probe* probe = io_uring_get_probe_ring(&ring);
-  if (probe == nullptr) return false;
-  const bool ok = io_uring_opcode_supported(probe, IORING_OP_SENDMSG) &&
-                  io_uring_opcode_supported(probe, IORING_OP_RECVMSG) &&
-                  io_uring_opcode_supported(probe, IORING_OP_LINK_TIMEOUT);
-  io_uring_free_probe(probe);
-  return ok;
+  if (r != 0) return r;
+  if (g_probe.load(std::memory_order_relaxed) == 0)
+    g_probe.store(ring_supports_ops(ring) ? 1 : 2, std::memory_order_relaxed);
+  if (g_probe.load(std::memory_order_relaxed) != 1) {
+    io_uring_queue_exit(&ring);
+    return -ENOSYS;
+  }
+  (void)io_uring_ring_dontfork(&ring);
+  if (io_uring_register_ring_fd(&ring) == 1) {
+    // liburing now enters through the registered index; nothing we call needs the fd again.
+    ::close(ring.ring_fd);
+    ring.ring_fd = -1;
+  }
+  return 0;
 }
 
 struct ThreadRing {
   io_uring ring{};
-  pid_t owner = 0;         // the process whose ring this is; 0: none
-  pid_t failed_in = 0;     // setup failed in this thread of that process: use syscalls
+  pid_t owner = 0;      // the process whose ring this is; 0: none
+  pid_t failed_in = 0;  // setup failed in this thread of that process: use syscalls
 
   ~ThreadRing() { drop(); }
 
+  /// Tears down this process's ring. A ring inherited across fork() is only forgotten: its
+  /// mappings were not inherited (MADV_DONTFORK; unmapping their addresses now could hit the
+  /// child's own later mappings) and its fd, if the kernel made us keep one, may have been
+  /// closed and its number reused by the child.
   void drop() noexcept {
-    // In a fork()ed child this unmaps the child's copies of the parent's ring and closes the
-    // child's fd; the parent's ring lives on (it holds its own references).
-    if (owner != 0) io_uring_queue_exit(&ring);
+    if (owner != 0 && owner == this_pid()) io_uring_queue_exit(&ring);
+    ring = io_uring{};
     owner = 0;
   }
 
@@ -91,6 +117,7 @@ struct ThreadRing {
     drop();
     if (failed_in == me) return nullptr;
     if (setup_ring(ring) != 0) {
+      ring = io_uring{};
       failed_in = me;
       return nullptr;
     }
@@ -253,23 +280,18 @@ class UringIo final : public PipeIo {
   }
 };
 
-// 0: not probed yet; 1: io_uring works in this process; 2: it does not.
-std::atomic<int> g_probe{0};
-
 }  // namespace
 
 const PipeIo* uring_io() noexcept {
   static const UringIo io;
-  // Relaxed: the state is the whole message (no other data is published with it), and racing
-  // probes compute the same answer.
-  int state = g_probe.load(std::memory_order_relaxed);
-  if (state == 0) {
-    // Probe with this thread's own ring (kept for later use). Racing probes agree.
-    io_uring* ring = t_ring.get();
-    state = ring != nullptr && ring_supports_ops(*ring) ? 1 : 2;
-    g_probe.store(state, std::memory_order_relaxed);
+  if (g_probe.load(std::memory_order_relaxed) == 0) {
+    // Probe with this thread's own ring (kept for later use); a failed setup means "no".
+    if (t_ring.get() == nullptr) {
+      int expected = 0;
+      g_probe.compare_exchange_strong(expected, 2, std::memory_order_relaxed);
+    }
   }
-  return state == 1 ? &io : nullptr;
+  return g_probe.load(std::memory_order_relaxed) == 1 ? &io : nullptr;
 }
 
 }  // namespace multiproc::detail

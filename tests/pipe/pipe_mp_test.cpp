@@ -13,8 +13,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -165,19 +168,21 @@ TEST(PipeProcesses, ManySmallMessagesBackToBackKeepTheirBoundaries) {
 
 TEST(PipeProcesses, APeerKilledMidMessageIsBadMessageNotAHang) {
   auto [rx, tx] = mp::Pipe(false);
-  std::atomic<int>* started = static_cast<std::atomic<int>*>(
-      ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  new (started) std::atomic<int>(0);
   const pid_t pid = mptest::spawn([&] {
     rx.close();
+    const auto big = pattern(16 << 20, 1);
     tx.send_bytes("first, whole");
-    started->store(1);
-    tx.send_bytes(pattern(16 << 20, 1));  // blocks: nobody reads; killed in the middle
+    tx.send_bytes(big);  // blocks once the socket is full: nobody reads; killed in the middle
     return 0;
   });
   tx.close();
-  while (started->load() == 0) std::this_thread::sleep_for(1ms);
-  std::this_thread::sleep_for(50ms);  // let it fill the socket buffer
+  // Kill it once part of the big message is in the socket (bounded wait).
+  int queued = 0;
+  for (int i = 0; i < 30000 && queued < 64 * 1024; ++i) {
+    std::this_thread::sleep_for(1ms);
+    ASSERT_EQ(::ioctl(rx.fileno(), SIOCINQ, &queued), 0);
+  }
+  ASSERT_GE(queued, 64 * 1024);
   ::kill(pid, SIGKILL);
   EXPECT_EQ(mptest::wait_exit(pid), -SIGKILL);
   EXPECT_EQ(rx.recv_string(), "first, whole");
@@ -188,7 +193,6 @@ TEST(PipeProcesses, APeerKilledMidMessageIsBadMessageNotAHang) {
     EXPECT_EQ(e.code(), mp::errc::bad_message) << e.what();
   }
   EXPECT_TRUE(rx.closed());
-  ::munmap(started, 4096);
 }
 
 TEST(PipeProcesses, APeerThatClosesGivesItsMessagesThenEof) {
@@ -244,6 +248,33 @@ TEST(PipeProcesses, SigpipeIsNeverRaised) {
   a.send_bytes("go");
   a.close();
   EXPECT_EQ(mptest::wait_exit(pid), 0);  // not -SIGPIPE
+}
+
+TEST(PipeProcesses, AForkedChildThatReusedEveryFdNumberKeepsItsFiles) {
+  // The child inherits this thread's I/O state; whatever it sets up for itself must not touch an
+  // fd number the child has since closed and reused for its own files.
+  auto [a, b] = mp::Pipe();
+  a.send_bytes("parent used its ring first");
+  EXPECT_EQ(b.recv_string(), "parent used its ring first");
+  const pid_t pid = mptest::spawn([&] {
+    const int keep = b.fileno();
+    for (int fd = 3; fd < 1024; ++fd)
+      if (fd != keep) ::close(fd);
+    std::vector<int> files;
+    for (int i = 0; i < 8; ++i) files.push_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    b.send_bytes("child");
+    CHILD_CHECK(b.recv_string() == "parent");
+    struct stat null_st{};
+    CHILD_CHECK(::stat("/dev/null", &null_st) == 0);
+    for (int fd : files) {  // still open, and still /dev/null (not closed and reused)
+      struct stat st{};
+      CHILD_CHECK(::fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == null_st.st_rdev);
+    }
+    return 0;
+  });
+  EXPECT_EQ(a.recv_string(), "child");
+  a.send_bytes("parent");
+  EXPECT_EQ(mptest::wait_exit(pid), 0);
 }
 
 TEST(PipeProcesses, FdsPassBetweenProcesses) {
