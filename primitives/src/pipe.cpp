@@ -544,6 +544,12 @@ std::vector<int> wait(std::span<const int> fds) { return wait_until(fds, Deadlin
 
 std::vector<int> wait_until(std::span<const int> fds, const Deadline& deadline) {
   static constexpr const char* op = "wait";
+  if (fds.empty()) {
+    if (deadline.infinite())
+      detail::throw_errno(EINVAL, str(op, "no fds and no timeout: it would wait forever"));
+    while (!deadline.expired()) (void)detail::wait_fd(-1, 0, deadline);  // ppoll on nothing: a sleep
+    return {};
+  }
   std::vector<bool> ready(fds.size(), false);
   bool any = false;
   {

@@ -440,6 +440,13 @@ TEST(Wait, TimesOutNoEarlierThanTheDeadline) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
 }
 
+TEST(Wait, NothingToWaitFor) {
+  EXPECT_THROW((void)mp::wait(std::span<const int>()), mp::Error);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(mp::wait(std::span<const int>(), 10ms).empty());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 10ms);
+}
+
 TEST(Wait, BadFdThrows) {
   const int fds[] = {100000};
   EXPECT_THROW((void)mp::wait(fds, 0ms), mp::Error);

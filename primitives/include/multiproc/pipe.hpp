@@ -20,21 +20,26 @@
 //
 // Wire format (both ends run on one host, so host byte order): an 8-byte header
 //   {u32 length, u16 kind, u16 check} then `length` payload bytes. kind: data, fd, reject.
-//   `check` mixes length and kind with a constant, so garbage and flipped bits in the header are
-//   caught (a corrupt header passes with probability < 2^-16).
+//   `check` xor-folds length and kind with a constant: any single flipped header bit is caught,
+//   and random bytes pass as a header with probability 3 * 2^-32.
 //
 // Waiting and I/O
 //   Receiving reads ahead: one large read (64 KiB) is parsed into as many frames as it holds;
 //   the payload of a large message is read straight into the caller's buffer (no extra copy).
-//   Sending gathers header and payload into one sendmsg; send_bytes_many / send_many gather
-//   many messages into one system call — the way to stream small messages fast.
+//   Sending gathers header and payload into one send; send_bytes_many / send_many gather many
+//   messages into one system call — the way to stream small messages fast. A send_bytes is
+//   never held back to be combined with later ones: that would break the write(2) guarantee
+//   above (a message parked in this process dies with it, or waits for a call that never comes).
 //   Backends: io_uring (one ring per thread, created on first use in each thread and again in a
 //   fork()ed child; IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN where the kernel has
 //   them; never SQPOLL), or plain system calls where io_uring is unavailable (setup fails,
 //   seccomp, the io_uring_disabled sysctl) or MULTIPROC_NO_IO_URING=1 is set. Both speak the
-//   same wire format; backend() says which one a connection uses. Blocking calls sleep in the
-//   kernel; timed calls wait against one absolute CLOCK_MONOTONIC Deadline (a linked
-//   IORING_OP_LINK_TIMEOUT on io_uring, ppoll on system calls) and never return before it.
+//   same wire format; backend() says which one a connection uses. A synchronous call is one
+//   io_uring_enter or one system call either way, so the two cost about the same per call
+//   (bench/pipe.cpp measures both); io_uring saves the extra ppoll of a timed receive.
+//   Blocking calls sleep in the kernel; timed calls wait against one absolute CLOCK_MONOTONIC
+//   Deadline (a linked IORING_OP_LINK_TIMEOUT on io_uring, ppoll on system calls) and never
+//   return before it.
 //
 // Threads: a Connection is used by one thread at a time (as a std::fstream); distinct
 // connections may be used from distinct threads at once.
@@ -240,7 +245,8 @@ Connection Client(std::string_view address, Backend backend = Backend::automatic
 /// Python's multiprocessing.connection.wait: the fds in `fds` that are ready — a Connection
 /// with a buffered message, or any fd that is readable or hung up (sockets, Listener fds,
 /// pidfds such as Process::sentinel() once the process ended) — waiting until at least one is.
-/// Returns them in the order given.
+/// Returns them in the order given. An empty `fds` without a timeout throws (std::errc::
+/// invalid_argument: it could only wait forever); with one, it sleeps until the timeout.
 std::vector<int> wait(std::span<const int> fds);
 /// As wait(fds), returning an empty vector once `timeout` passed with none ready.
 std::vector<int> wait_until(std::span<const int> fds, const Deadline& deadline);
