@@ -163,7 +163,7 @@ Arena::~Arena() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::size_t Arena::used() const noexcept { return detail::Heap(base_, mapped_).used(); }
+std::size_t Arena::used() const noexcept { return base_ == nullptr ? 0 : detail::Heap(base_, mapped_).used(); }
 
 void* Arena::allocate(std::size_t bytes, std::size_t align) {
   return base_ + detail::Heap(base_, mapped_).allocate(bytes, align, 0, 0, "Arena::allocate");

@@ -71,8 +71,10 @@ struct UndoEntry {
   std::uint64_t old_value;  // what it held before the interrupted call changed it
 };
 
-/// Upper bound of logged stores in one allocator call: allocate with a front gap and a tail
-/// split is 28, deallocate with both neighbours free is 24 (counted in allocator.cpp).
+/// Upper bound of logged stores in one allocator call: allocate with a front gap, a tail split
+/// and a publish word is 22, deallocate with both neighbours free and a cleared word is 16
+/// (counted at place() and free_block() in allocator.cpp). 48 leaves a margin; overflowing it
+/// would be a bug in allocator.cpp, which aborts rather than log past the end.
 inline constexpr std::uint64_t kLogCapacity = 48;
 
 struct alignas(64) AllocState {

@@ -15,6 +15,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -224,6 +225,21 @@ TEST(Arena, AConstructorThatLooksItselfUpIsAnErrorNotADeadlock) {
   auto a = mp::Arena::create(1 << 16);
   EXPECT_EQ(catch_error([&] { a.make<Selfish>("me"); }).code(), std::errc::resource_deadlock_would_occur);
   EXPECT_EQ(a.find<Selfish>("me"), nullptr);
+}
+
+TEST(Arena, AConstructorMayMakeOtherNamedObjects) {
+  struct Inner {
+    int v = 7;
+  };
+  struct Outer {
+    std::uint64_t inner;
+    explicit Outer(mp::Arena& a) : inner(a.offset_of(&a.make<Inner>("inner"))) {}
+  };
+  auto a = mp::Arena::create(1 << 16);
+  Outer& o = a.make<Outer>("outer");
+  EXPECT_EQ(a.at<Inner>(o.inner), a.find<Inner>("inner"));
+  EXPECT_EQ(a.find<Inner>("inner")->v, 7);
+  EXPECT_NO_THROW(a.check());
 }
 
 TEST(Arena, ManyNamesGrowTheDirectory) {
@@ -583,4 +599,46 @@ TEST(ArenaCorruption, AnUnreadableUndoLogMakesTheAllocatorNotRecoverable) {
   void* p = reinterpret_cast<char*>(a.base()) + L::kHeaderBytes + 16;
   a.deallocate(p);  // noexcept: refused and counted
   EXPECT_EQ(al.invalid_frees, 1u);
+}
+
+// ---- threads of one process share the arena like processes do ---------------------------------
+
+TEST(ArenaThreads, ThreadsAllocateAndRaceForNamesSafely) {
+  struct Once {
+    std::atomic<int>* built;
+    int value;
+    explicit Once(std::atomic<int>* b) : built(b), value(0) {
+      built->fetch_add(1);
+      value = 42;
+    }
+  };
+  auto a = mp::Arena::create(1 << 20);
+  std::atomic<int> built{0}, bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t));
+      std::vector<std::pair<unsigned char*, std::size_t>> mine;
+      for (int i = 0; i < 5000; ++i) {
+        if (i % 500 == 0 && a.find_or_make<Once>("once" + std::to_string(i / 500), &built).value != 42) ++bad;
+        if (!mine.empty() && rng() % 2) {
+          auto [p, n] = mine.back();
+          mine.pop_back();
+          for (std::size_t k = 0; k < n; ++k)
+            if (p[k] != static_cast<unsigned char>(t)) ++bad;
+          a.deallocate(p);
+        } else {
+          const std::size_t n = 1 + rng() % 300;
+          auto* p = static_cast<unsigned char*>(a.allocate(n, std::size_t{1} << (rng() % 8)));
+          std::memset(p, t, n);
+          mine.emplace_back(p, n);
+        }
+      }
+      for (auto [p, n] : mine) a.deallocate(p);
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(built.load(), 10) << "each name constructed once across the threads";
+  EXPECT_NO_THROW(a.check());
 }

@@ -25,9 +25,9 @@
 //                      bounds, FNV-1a checksum of those fields. Immutable after create.
 //   [64, kHeaderBytes) allocator state (robust lock, undo log, TLSF bitmaps and list heads) and
 //                      directory state (robust lock, first directory page). ~7 KiB, page rounded.
-//   [kHeaderBytes, end) the heap: blocks with a 16-byte header each. Directory pages (8..64
-//                      entries of 160 bytes) are allocated from it on demand, so they count in
-//                      used().
+//   [kHeaderBytes, end) the heap: blocks with a 16-byte header each. Directory pages (8, 16, 32,
+//                      then 64 entries of 160 bytes plus an 8-byte name-hash hint each) are
+//                      allocated from it on demand, so they count in used().
 //
 // Allocator (alloc/src/allocator.cpp): TLSF-style segregated fits with immediate coalescing.
 //   Why not size classes: a size-class allocator cannot give a 4 KiB request the memory freed
@@ -42,7 +42,9 @@
 //   Cost: O(1) list lookups with two bitmap scans (TLSF "good fit": the class searched is
 //   rounded up so that any block found fits), no system call; only when that finds nothing does
 //   an exact scan of the one boundary class (or, for align > 16, all classes) decide, so the
-//   rule above holds exactly. Uncontended allocate + deallocate is a few tens of ns.
+//   rule above holds exactly. Uncontended allocate + deallocate: ~70 ns for the pair on a
+//   2-vCPU VM, half of it the two lock/unlock pairs (bench-arena: 1.4x faster than
+//   Boost.Interprocess's managed_shared_memory, ~9x slower than glibc's thread-cached malloc).
 //
 // Crash consistency. The allocator's bookkeeping is guarded by a core RobustMutex that lives in
 //   the arena. Every store the allocator makes to shared bookkeeping goes through an undo log in
@@ -59,7 +61,21 @@
 //   as long as the entry is constructing or destroying. Waiters block on that mutex (kernel futex
 //   wait, no polling); if the actor dies, the kernel hands the mutex to a waiter with owner_dead,
 //   and the waiter frees the half-built object's memory and frees the name. A name is never
-//   wedged by a dead constructor.
+//   wedged by a dead constructor (nor by a dead destroyer). The object's offset is published
+//   into its entry in the allocation's own logged step, so a death never loses track of it.
+//   Details: alloc/src/directory.cpp.
+//
+// Directory lookups: under the directory lock, a probe of slot hash % capacity in each page
+//   (where names are placed when that slot is free), then a scan of the pages' 8-byte hash
+//   hints. ~45 ns for a hit among 100 names (Boost's rbtree find: ~67 ns). Keep the reference a
+//   lookup returns rather than looking a name up per operation.
+//
+// Trust. from_fd refuses anything that is not an intact arena, and every offset read from the
+//   arena is bounds-checked before it is followed, so a damaged arena (a bug in a peer, a bad
+//   image) yields Error(bad_arena), not a wild access; check() walks everything. A peer that can
+//   write the arena is still trusted in one respect, as with any robust mutex in shared memory
+//   (pthread's included): the links of a lock held by this thread live in the arena, and a peer
+//   that deliberately overwrites them while it is held can crash this thread's next unlock.
 //
 // Waiting strategy. Allocator and directory locks: RobustMutex (one CAS uncontended; a bounded
 //   spin then FUTEX_WAIT). Waiting for a name under construction: blocking lock of the entry's
@@ -72,7 +88,10 @@
 //
 // Limits. Names are 1..63 bytes (kMaxName), any bytes. Alignment: a power of two up to 4096
 //   (kMaxAlign: the arena's base is page aligned). Heap size up to 2^47 bytes. The memfd is not
-//   pre-faulted: memory is committed as pages are first touched.
+//   pre-faulted: memory is committed as pages are first touched. Every process sharing an arena
+//   must use the same RobustMutex mode (MULTIPROC_LOCK_FALLBACK); from_fd checks it. Type
+//   fingerprints hash the compiler's spelling of the type: share named objects of types like
+//   `unsigned long` only between processes built by the same compiler.
 #pragma once
 
 #include <multiproc/error.hpp>
