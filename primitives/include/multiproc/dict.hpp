@@ -1,0 +1,766 @@
+// multiproc/dict.hpp — Dict<K, V>: a fixed-capacity hash map in shared memory that every
+// process reads and writes directly (what Python's Manager().dict() is for, without the server
+// process and the socket round trip per access). Also brings in FixedString and List.
+//
+// What it guarantees
+//   * Capacity is exact: `capacity` entries always fit; inserting one more throws
+//     Error(out_of_memory). Keys and values are trivially copyable and stored by value.
+//   * get / for_each never take a lock and never write shared memory: they cannot slow writers
+//     down, and a reader that dies leaves nothing behind.
+//   * Every call is linearizable per key. update(k, fn) runs fn on k's value atomically with
+//     respect to every other insert/update/erase of k (fn sees the latest value, nobody sees a
+//     half-applied fn).
+//   * A process killed at any instruction inside insert / insert_or_assign / update / erase
+//     leaves the Dict usable by everyone else, with every entry either as it was before the call
+//     or as the call leaves it — never torn, never lost, never duplicated. Readers never block
+//     on a dead writer.
+//   * A corrupted shared image is detected before it is trusted: Error(bad_arena), never a read
+//     or write outside the Dict's own memory (fuzzed: fuzz/dict_image.cpp).
+//
+// The table. Open addressing over chunks of 15 slots (Folly F14's scheme). A key's hash picks a
+// home chunk (Lemire's multiply-shift, so any chunk count works) and an 8-bit tag. Per chunk,
+// one 64-byte line holds the 15 slot meta words and an `overflow` count; keys and values sit in
+// a separate array (slot-major, each rounded up to 8-byte words). A key lives in the first chunk
+// from its home (cyclically) that had a free slot when it was inserted; `overflow[c]` counts the
+// keys whose home is before chunk c and which live after it. A search scans one chunk's 15 tags
+// and stops at the first chunk whose overflow is 0: usually one meta line and one key line.
+// Erasing frees the slot at once (no tombstones) and decrements the overflow counts it had
+// incremented. Entries never move once written: this is what lets readers go without locks and
+// lets for_each pass every entry exactly once. Chunks = ceil(capacity * 4 / 45), i.e. the table
+// is at most 3/4 full at capacity.
+//
+// Readers: a seqlock per slot, in the slot's 32-bit meta word:
+//     bit 0 full | bits 1..23 version (odd: value being rewritten) | bits 24..31 tag.
+//   A reader loads the meta (acquire), copies the key (and then the value) out of the slot with
+//   relaxed atomic 8-byte loads (std::atomic_ref — so a copy racing a writer is not a data race
+//   in the C++ model, just a stale copy), issues an acquire fence and reloads the meta (relaxed).
+//   Equal metas mean the copy is a snapshot; otherwise it retries that slot. A writer that
+//   rewrites a value stores the odd meta (relaxed), issues a release fence, stores the words
+//   (relaxed) and stores the next even meta (release). This is the fence-based seqlock of
+//   Boehm, "Can seqlocks get along with programming language memory models?" (MSPC 2012): if a
+//   reader's relaxed load sees any word the writer stored after its release fence, the reader's
+//   acquire fence synchronizes with that fence, so the reader's reload sees the odd meta or a
+//   later one and the copy is rejected. Filling a free slot needs no odd phase: readers copy
+//   only from full slots, and the store that freed the slot happened before the filler's
+//   release fence (through the stripe lock), so a reader still holding the old full meta fails
+//   its reload in the same way. The user's == runs only on validated copies, never on torn
+//   bytes. A version is 23 bits: a reader would have to stall across exactly 2^23 rewrites of
+//   one slot to be fooled (the usual seqlock caveat). A reader that sees an odd meta for longer
+//   than a short spin checks the slot's stripe with try_lock: if its holder is dead the reader
+//   repairs the stripe (below), otherwise it yields and retries.
+//
+// Writers: striped robust locks. Chunk c is guarded by stripe c: a core RobustMutex (48 bytes,
+//   in a 64-byte line of its own, away from the readers' lines) plus a one-entry redo log. A
+//   writer locks the chunks from the key's home as far as its search goes — usually one — in
+//   ascending index order; when the search wraps past the last chunk it try_locks, and if that
+//   fails releases everything and re-acquires the whole span in ascending order (so no two
+//   writers ever wait for each other in a cycle). Every slot and overflow count a writer reads
+//   or writes lies in a chunk whose stripe it holds. Writers of one key always share its home
+//   stripe, so they are serialized; writers of keys in other chunks run in parallel.
+//   Why RobustMutex and not the public Lock: the Dict must repair a stripe whose holder died
+//   inside its own code path, on any of several locks at once, including from a reader's
+//   try_lock; RobustMutex reports owner_dead as a value, where Lock would throw OwnerDead out of
+//   the middle of a span acquisition. (Lock is built on the same RobustMutex.)
+//
+// Crash recovery. Each write is arranged so that every prefix of it is harmless or replayable:
+//   * insert: reserve one unit of size (CAS under capacity), increment the overflow counts on
+//     the path, write key and value into the free slot, then publish with one meta store. Dying
+//     before the store leaves the slot free; counts are then too high, which only lengthens
+//     searches.
+//   * erase: one meta store frees the slot; then the path's overflow counts are decremented.
+//   * update / insert_or_assign of an existing key: the new value is written to the stripe's
+//     redo log and the log marked active (release) before the slot's odd/even rewrite, and
+//     cleared after it. The next locker of a stripe whose holder died (owner_dead) — writer or
+//     reader — replays an active log with the same seqlock protocol (idempotent), and so does a
+//     recoverer of a recoverer.
+//   Size and overflow counts may be left too high by a death. So every owner_dead marks the
+//   Dict "recount pending"; the next insert/erase/size() performs a recount: it sets a freeze
+//   flag, locks and unlocks every stripe once (draining writes in flight; later writers see the
+//   flag after taking their locks and wait), recomputes size and every overflow count from the
+//   slots, stores them (each count goes from >= true to true, so readers stay correct
+//   throughout) and clears the flag. The recount runs under its own robust lock; one that dies
+//   is redone by the next. Recounts happen only after deaths.
+//
+// Validation. The Dict object holds its immutable geometry (chunk count, key/value sizes, table
+// offset and size) and a 64-bit check word over them; every call verifies magic and check
+// before computing any address, so a corrupted header is Error(bad_arena). Everything derived
+// from mutable shared state is bounded: chunk indexes are reduced modulo the chunk count, log
+// slot numbers are range-checked, searches stop after one full cycle, overflow counts are never
+// trusted to be exact.
+//
+// Layout. The Dict object (192 bytes, standard layout, no pointers) lives in the Arena (or any
+// MAP_SHARED mapping) and stores the table's position as an offset from itself. The table is
+// one allocation of the same mapping: [chunk meta lines][stripe lines][redo logs][slots].
+// Bytes per chunk: 128 + round8(sizeof V) + 15 * (round8(sizeof K) + round8(sizeof V)).
+//
+// Hashing: Hash(k) (default: std::hash<K> where it exists, else the key's bytes, which then
+// must have unique object representations), mixed by detail::mix64. Every process must compute
+// the same hash for the same key — std::hash of the same library build does; FixedString's hash
+// depends only on its bytes. Equality: KeyEqual (default operator== where it exists, else the
+// bytes). fn in update and the hash/equality functors run with the key's stripe locked: they
+// must not call back into the same Dict.
+#pragma once
+
+#include <multiproc/arena.hpp>
+#include <multiproc/error.hpp>
+#include <multiproc/fixed_string.hpp>
+#include <multiproc/list.hpp>
+#include <multiproc/robust_mutex.hpp>
+
+#include <atomic>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace multiproc {
+
+namespace detail {
+
+/// std::hash<K> is usable (enabled and callable).
+template <class K>
+concept StdHashable = requires(const K& k) {
+  { std::hash<K>{}(k) } -> std::convertible_to<std::size_t>;
+};
+
+}  // namespace detail
+
+/// Dict's default hash: std::hash<K> where it exists, else the key's object bytes.
+template <class K>
+struct DictHash {
+  std::uint64_t operator()(const K& key) const {
+    if constexpr (detail::StdHashable<K>) {
+      return static_cast<std::uint64_t>(std::hash<K>{}(key));
+    } else {
+      static_assert(std::has_unique_object_representations_v<K>,
+                    "Dict<K, V>: K has no std::hash and has padding bits, so hashing its bytes would not be "
+                    "stable: give the Dict a Hash (Dict<K, V, MyHash>) or specialise std::hash<K>");
+      return detail::hash_bytes(&key, sizeof(K));
+    }
+  }
+};
+
+/// Dict's default key equality: operator== where it exists, else the object bytes.
+template <class K>
+struct DictEqual {
+  bool operator()(const K& a, const K& b) const {
+    if constexpr (std::equality_comparable<K>) {
+      return a == b;
+    } else {
+      return std::memcmp(&a, &b, sizeof(K)) == 0;
+    }
+  }
+};
+
+namespace detail {
+
+inline constexpr std::uint32_t kDictChunkSlots = 15;
+
+/// What readers touch: the 15 slot meta words and the overflow count of one chunk.
+struct alignas(64) DictChunk {
+  std::atomic<std::uint32_t> meta[kDictChunkSlots];
+  std::atomic<std::uint32_t> overflow;
+};
+static_assert(sizeof(DictChunk) == 64, "a chunk's metadata is exactly one cache line");
+
+/// What writers touch: the stripe lock and its one-entry redo log (value words live elsewhere).
+struct alignas(64) DictStripe {
+  RobustMutex mutex;
+  std::atomic<std::uint32_t> log_active;  // 1: the log's value must be (re)written into log_slot
+  std::atomic<std::uint32_t> log_slot;    // slot within the chunk, 0..14
+  std::uint64_t reserved;
+};
+static_assert(sizeof(DictStripe) == 64, "a stripe is one cache line, apart from the readers' lines");
+
+/// The slot meta word: bit 0 full, bits 1..23 version (odd while a value is rewritten),
+/// bits 24..31 the key's tag.
+struct DictMeta {
+  static constexpr std::uint32_t kFull = 1;
+  static constexpr std::uint32_t kVersionUnit = 2;
+  static constexpr std::uint32_t kVersionMask = 0x00fffffeu;
+  static constexpr std::uint32_t kWriting = kVersionUnit;  // the version's lowest bit
+  static constexpr int kTagShift = 24;
+
+  static constexpr bool full(std::uint32_t m) noexcept { return (m & kFull) != 0; }
+  static constexpr bool writing(std::uint32_t m) noexcept { return (m & kWriting) != 0; }
+  static constexpr std::uint32_t tag(std::uint32_t m) noexcept { return m >> kTagShift; }
+  /// m with its version advanced by n (wrapping inside the version bits).
+  static constexpr std::uint32_t advance(std::uint32_t m, std::uint32_t n) noexcept {
+    return (m & ~kVersionMask) | ((m + n * kVersionUnit) & kVersionMask);
+  }
+  /// A full meta for `tag`, version after m's (kept even).
+  static constexpr std::uint32_t filled(std::uint32_t m, std::uint32_t tag) noexcept {
+    return (advance(m, 2) & kVersionMask) | (tag << kTagShift) | kFull;
+  }
+  /// A free meta, version after m's (kept even).
+  static constexpr std::uint32_t freed(std::uint32_t m) noexcept { return advance(m, 2) & kVersionMask; }
+};
+
+/// Word-wise copies between a slot (shared) and private memory. Relaxed atomic 8-byte accesses:
+/// racing a writer is then not a data race, and the seqlock decides whether the copy is kept.
+inline void load_words(const std::uint64_t* src, std::uint64_t* dst, std::uint32_t n) noexcept {
+  for (std::uint32_t i = 0; i < n; ++i)
+    dst[i] = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(src[i])).load(std::memory_order_relaxed);
+}
+inline void store_words(std::uint64_t* dst, const std::uint64_t* src, std::uint32_t n) noexcept {
+  for (std::uint32_t i = 0; i < n; ++i)
+    std::atomic_ref<std::uint64_t>(dst[i]).store(src[i], std::memory_order_relaxed);
+}
+
+constexpr std::uint32_t words_for(std::size_t bytes) noexcept { return static_cast<std::uint32_t>((bytes + 7) / 8); }
+
+/// The untyped part of Dict: geometry, validation, stripe locking, repair and recount. One Dict
+/// object is exactly a DictCore (Dict adds no members).
+class DictCore {
+ public:
+  DictCore(const DictCore&) = delete;
+  DictCore& operator=(const DictCore&) = delete;
+
+  std::size_t capacity() const noexcept { return capacity_; }
+
+  /// How many times a stripe was repaired after its holder died (all processes, ever).
+  std::uint64_t repairs() const noexcept { return repairs_.load(std::memory_order_relaxed); }
+
+  /// Bytes of table storage a Dict of `capacity` with these key/value sizes needs.
+  static std::size_t table_bytes_for(std::size_t key_size, std::size_t value_size, std::size_t capacity);
+
+  /// Geometry of this process's view of the table, computed from validated header fields.
+  struct View {
+    DictChunk* chunks;
+    DictStripe* stripes;
+    std::uint64_t* logs;    // chunks * value_words
+    std::uint64_t* slots;   // chunks * 15 * (key_words + value_words)
+    std::uint32_t n_chunks;
+    std::uint32_t key_words;
+    std::uint32_t value_words;
+
+    std::uint64_t* key_at(std::uint32_t chunk, std::uint32_t slot) const noexcept {
+      return slots + (static_cast<std::size_t>(chunk) * kDictChunkSlots + slot) * (key_words + value_words);
+    }
+    std::uint64_t* value_at(std::uint32_t chunk, std::uint32_t slot) const noexcept {
+      return key_at(chunk, slot) + key_words;
+    }
+    std::uint64_t* log_at(std::uint32_t chunk) const noexcept {
+      return logs + static_cast<std::size_t>(chunk) * value_words;
+    }
+    std::uint32_t next(std::uint32_t c) const noexcept { return c + 1 == n_chunks ? 0 : c + 1; }
+    /// Home chunk of a mixed hash: multiply-shift over the high bits (the tag uses the low 8).
+    std::uint32_t home(std::uint64_t h) const noexcept {
+      return static_cast<std::uint32_t>((static_cast<unsigned __int128>(h) * n_chunks) >> 64);
+    }
+  };
+
+ protected:
+  /// Geometry for `capacity` entries; the table is attached by attach(). Throws
+  /// Error(out_of_memory) for a capacity whose table could not be addressed.
+  DictCore(std::size_t key_size, std::size_t value_size, std::size_t capacity);
+  ~DictCore() = default;
+
+  /// Initialises `table` (table_bytes() bytes, 64-byte aligned, same mapping as *this) and
+  /// records it. Not thread-safe: before the Dict is shared.
+  void attach(void* table, std::size_t bytes);
+  std::size_t table_bytes() const noexcept { return static_cast<std::size_t>(table_bytes_); }
+  void* table_address() const noexcept;
+
+  /// Validates the header (magic, check word, key and value sizes) and computes the view.
+  /// Throws Error(bad_arena).
+  View view(std::size_t key_size, std::size_t value_size) const {
+    if (magic_ != kMagic || check_ != checksum() || key_size_ != key_size || value_size_ != value_size ||
+        key_words_ != words_for(key_size) || value_words_ != words_for(value_size) || n_chunks_ == 0) [[unlikely]]
+      bad_header(key_size, value_size);
+    auto* base = reinterpret_cast<std::byte*>(const_cast<DictCore*>(this)) + table_offset_;
+    const std::size_t c = n_chunks_;
+    View v;
+    v.chunks = reinterpret_cast<DictChunk*>(base);
+    v.stripes = reinterpret_cast<DictStripe*>(base + c * sizeof(DictChunk));
+    v.logs = reinterpret_cast<std::uint64_t*>(base + c * (sizeof(DictChunk) + sizeof(DictStripe)));
+    v.slots = reinterpret_cast<std::uint64_t*>(base + c * (sizeof(DictChunk) + sizeof(DictStripe)) +
+                                               c * value_words_ * 8);
+    v.n_chunks = n_chunks_;
+    v.key_words = key_words_;
+    v.value_words = value_words_;
+    return v;
+  }
+
+  // ---- stripes ----------------------------------------------------------------------------
+
+  /// Locks stripe c for writing (blocking); repairs it first if its holder died.
+  void lock_stripe(const View& v, std::uint32_t c) const {
+    DictStripe& s = v.stripes[c];
+    const LockResult r = s.mutex.lock();
+    // relaxed: the log is written by stripe holders only; our lock acquire ordered us after them.
+    if (r != LockResult::acquired || s.log_active.load(std::memory_order_relaxed) != 0) [[unlikely]]
+      after_lock_slow(v, c, r);
+  }
+  /// try_lock of stripe c; true when held (repaired if needed).
+  bool try_lock_stripe(const View& v, std::uint32_t c) const;
+  static void unlock_stripe(const View& v, std::uint32_t c) noexcept { v.stripes[c].mutex.unlock(); }
+
+  /// The chunks a writer holds: the cyclic interval [first, first + count).
+  class Span {
+   public:
+    Span(const DictCore& d, const View& v, std::uint32_t home) : d_(d), v_(v), first_(home), count_(0) {
+      d_.lock_stripe(v_, home);
+      count_ = 1;
+    }
+    ~Span() { release(); }
+    Span(const Span&) = delete;
+    Span& operator=(const Span&) = delete;
+
+    std::uint32_t count() const noexcept { return count_; }
+    /// Locks the chunk after the last one held. True: held, continue the scan. False: to keep
+    /// lock order everything was released and re-acquired (now including that chunk); the
+    /// caller must restart its scan from the home chunk.
+    bool extend() {
+      if (count_ >= kMaxSpan) too_long();
+      const std::uint32_t end = first_ + count_;
+      if (end < v_.n_chunks) {  // ascending: above everything held
+        d_.lock_stripe(v_, end);
+        ++count_;
+        return true;
+      }
+      return extend_wrapped();
+    }
+    /// Unlocks everything held.
+    void release() noexcept {
+      for (std::uint32_t i = 0; i < count_; ++i) {
+        const std::uint32_t c = first_ + i;
+        unlock_stripe(v_, c < v_.n_chunks ? c : c - v_.n_chunks);
+      }
+      count_ = 0;
+    }
+
+    /// A writer holds at most this many stripes: the kernel walks at most 2048 entries of a
+    /// dead thread's robust list, and stripes past that would never report owner_dead.
+    static constexpr std::uint32_t kMaxSpan = 512;
+
+   private:
+    bool extend_wrapped();
+    [[noreturn]] void too_long() const;
+
+    const DictCore& d_;
+    const View& v_;
+    std::uint32_t first_;
+    std::uint32_t count_;
+  };
+
+  /// Spins while slot (c, i) is being rewritten; past the spin budget checks its stripe for a
+  /// dead holder (repairing it) or yields. Returns the slot's meta once it is not odd.
+  std::uint32_t wait_stable(const View& v, std::uint32_t c, std::uint32_t i) const;
+
+  // ---- size and recount -------------------------------------------------------------------
+
+  bool recount_pending() const noexcept {
+    // acquire: pairs with the recount's stores; the freeze flag is also ordered for us by the
+    // stripe locks we hold (the recount locks every stripe after setting it).
+    return (size_dirty_.load(std::memory_order_acquire) | frozen_.load(std::memory_order_acquire)) != 0;
+  }
+  /// Takes one unit of size; false at capacity.
+  bool try_reserve_one() noexcept {
+    std::uint64_t s = size_.load(std::memory_order_relaxed);
+    do {
+      if (s >= capacity_) [[unlikely]]
+        return false;
+      // relaxed: size_ orders nothing; it is a counter whose exactness the stripe locks and the
+      // recount's freeze protocol guarantee.
+    } while (!size_.compare_exchange_weak(s, s + 1, std::memory_order_relaxed, std::memory_order_relaxed));
+    return true;
+  }
+  /// At capacity: a process that died holding a stripe may have left size_ one too high
+  /// without anyone noticing yet. try_locks every stripe (repairing dead ones) and says
+  /// whether a recount is now due. Call with no stripe held. O(chunks): the full path only.
+  bool find_dead_stripes(const View& v) const;
+  void release_one() noexcept {
+    std::uint64_t s = size_.load(std::memory_order_relaxed);
+    while (s != 0 && !size_.compare_exchange_weak(s, s - 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
+    }
+  }
+  std::size_t size_snapshot() const noexcept {
+    const std::uint64_t s = size_.load(std::memory_order_relaxed);
+    return static_cast<std::size_t>(s < capacity_ ? s : capacity_);
+  }
+
+  using KeyHashFn = std::uint64_t (*)(const std::uint64_t* key_words);
+  /// Recomputes size and overflow counts if a death left them in doubt (see the top of this
+  /// file). Blocks while another process does it. Call with no stripe held.
+  void recount(const View& v, KeyHashFn hash) const;
+  /// size() for Dict: recount if pending (never throws: a bad image reads as 0).
+  std::size_t size_impl(std::size_t key_size, std::size_t value_size, KeyHashFn hash) const noexcept;
+
+  /// Writes `value` into full slot (c, i) through the stripe's redo log. Stripe c is held.
+  static void write_value_logged(const View& v, std::uint32_t c, std::uint32_t i, const std::uint64_t* value) noexcept {
+    DictStripe& s = v.stripes[c];
+    std::memcpy(v.log_at(c), value, std::size_t{v.value_words} * 8);
+    s.log_slot.store(i, std::memory_order_relaxed);
+    // release: whoever sees the log active (the next holder, after our death) sees its contents.
+    s.log_active.store(1, std::memory_order_release);
+    write_value(v, c, i, value);
+    // relaxed: the unlock (release) publishes this to the next holder; a death before it only
+    // makes the next holder replay the same value.
+    s.log_active.store(0, std::memory_order_relaxed);
+  }
+  /// The seqlock write of a full slot's value (stripe c held).
+  static void write_value(const View& v, std::uint32_t c, std::uint32_t i, const std::uint64_t* value) noexcept {
+    std::atomic<std::uint32_t>& meta = v.chunks[c].meta[i];
+    const std::uint32_t m = meta.load(std::memory_order_relaxed);  // we are its only writer
+    const std::uint32_t even = m & DictMeta::kWriting ? DictMeta::advance(m, 1) : m;  // (a replay after a death)
+    meta.store(DictMeta::advance(even, 1), std::memory_order_relaxed);  // odd
+    // release fence: a reader that sees any word below sees the odd meta (or later) on reload.
+    std::atomic_thread_fence(std::memory_order_release);
+    store_words(v.value_at(c, i), value, v.value_words);
+    meta.store(DictMeta::advance(even, 2), std::memory_order_release);  // even: published
+  }
+
+  [[noreturn]] void full() const;
+  [[noreturn]] void bad_header(std::size_t key_size, std::size_t value_size) const;
+  [[noreturn]] static void bad_image(const char* what);
+
+ private:
+  static constexpr std::uint64_t kMagic = 0x3130'5443'4944'504dull;  // "MPDICT01"
+
+  void after_lock_slow(const View& v, std::uint32_t c, LockResult r) const;
+  void repair_stripe(const View& v, std::uint32_t c, bool owner_died) const;
+  std::uint64_t checksum() const noexcept;
+
+  // Immutable after attach(); covered by check_.
+  std::uint64_t magic_ = 0;
+  std::uint32_t key_size_ = 0;
+  std::uint32_t value_size_ = 0;
+  std::uint32_t key_words_ = 0;
+  std::uint32_t value_words_ = 0;
+  std::uint32_t n_chunks_ = 0;
+  std::uint32_t reserved0_ = 0;
+  std::uint64_t capacity_ = 0;
+  std::int64_t table_offset_ = 0;   // table address minus this object's address
+  std::uint64_t table_bytes_ = 0;
+  std::uint64_t check_ = 0;
+
+  // Mutable shared state.
+  alignas(64) mutable std::atomic<std::uint64_t> size_{0};
+  mutable std::atomic<std::uint32_t> size_dirty_{0};  // a death may have left size/overflow too high
+  mutable std::atomic<std::uint32_t> frozen_{0};      // a recount is draining writers
+  mutable std::atomic<std::uint64_t> repairs_{0};
+  alignas(64) mutable RobustMutex recount_mutex_;
+};
+
+}  // namespace detail
+
+/// A fixed-capacity hash map in an Arena, safe across processes and across their deaths.
+/// See the top of this file for the guarantees, the design and the memory ordering.
+template <class K, class V, class Hash = DictHash<K>, class KeyEqual = DictEqual<K>>
+  requires std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<V>
+class Dict : private detail::DictCore {
+  static_assert(std::is_invocable_r_v<std::uint64_t, const Hash&, const K&>, "Dict: Hash must be callable on const K&");
+  static_assert(std::is_invocable_r_v<bool, const KeyEqual&, const K&, const K&>,
+                "Dict: KeyEqual must be callable on (const K&, const K&)");
+  static_assert(std::is_empty_v<Hash> && std::is_empty_v<KeyEqual>,
+                "Dict: Hash and KeyEqual must be stateless (every process constructs its own)");
+
+ public:
+  using key_type = K;
+  using mapped_type = V;
+
+  /// A Dict for `capacity` entries whose table is allocated in `arena` (Arena::make passes it).
+  /// Throws Error(out_of_memory) if the arena cannot hold the table.
+  Dict(Arena& arena, std::size_t capacity) : DictCore(sizeof(K), sizeof(V), capacity) {
+    void* table = arena.allocate(table_bytes(), 64);
+    attach(table, table_bytes());
+  }
+
+  /// A Dict whose table is `storage` (storage_bytes(capacity) bytes, 64-byte aligned), for a
+  /// Dict placed in MAP_SHARED memory outside an Arena. `storage` must be in the same mapping
+  /// as the Dict object itself (the Dict records it as a distance from itself).
+  Dict(void* storage, std::size_t bytes, std::size_t capacity) : DictCore(sizeof(K), sizeof(V), capacity) {
+    attach(storage, bytes);
+  }
+  /// Table bytes for `capacity` entries (the arena allocation, or the storage to pass above).
+  static std::size_t storage_bytes(std::size_t capacity) { return table_bytes_for(sizeof(K), sizeof(V), capacity); }
+
+  /// Called by Arena::destroy: gives the table back to the arena.
+  void arena_release(Arena& arena) noexcept { arena.deallocate(table_address()); }
+
+  /// Inserts (key, value) if key is absent: true if inserted, false if present (nothing changes).
+  /// Throws Error(out_of_memory) if absent and size() == capacity(). Blocks while another
+  /// writer holds one of the key's stripes.
+  bool insert(const K& key, const V& value) {
+    const View v = checked_view();
+    const std::uint64_t h = mixed_hash(key);
+    for (;;) {
+      Span span(*this, v, v.home(h));
+      Probe p;
+      if (locked_find(span, v, h, key, p, true)) return false;
+      if (recount_pending()) {
+        span.release();
+        recount(v, &hash_words);
+        continue;
+      }
+      if (!try_reserve_one()) [[unlikely]] {
+        span.release();
+        if (!find_dead_stripes(v)) full();
+        recount(v, &hash_words);
+        continue;
+      }
+      fill(v, h, p, key, value);
+      return true;
+    }
+  }
+
+  /// Inserts or overwrites. Throws Error(out_of_memory) if absent and the Dict is full.
+  void insert_or_assign(const K& key, const V& value) {
+    const View v = checked_view();
+    const std::uint64_t h = mixed_hash(key);
+    for (;;) {
+      Span span(*this, v, v.home(h));
+      Probe p;
+      if (locked_find(span, v, h, key, p, true)) {
+        write_value_logged(v, p.chunk, p.slot, Words<V>(value).w);
+        return;
+      }
+      if (recount_pending()) {
+        span.release();
+        recount(v, &hash_words);
+        continue;
+      }
+      if (!try_reserve_one()) [[unlikely]] {
+        span.release();
+        if (!find_dead_stripes(v)) full();
+        recount(v, &hash_words);
+        continue;
+      }
+      fill(v, h, p, key, value);
+      return;
+    }
+  }
+
+  /// The value for key, or nullopt. Never blocks on a live writer, never writes shared memory
+  /// (except to repair a stripe whose holder died).
+  std::optional<V> get(const K& key) const {
+    const View v = checked_view();
+    const std::uint64_t h = mixed_hash(key);
+    const std::uint32_t tag = static_cast<std::uint32_t>(h & 0xff);
+    std::uint32_t c = v.home(h);
+    for (std::uint32_t step = 0; step < v.n_chunks; ++step) {
+      const detail::DictChunk& chunk = v.chunks[c];
+      for (std::uint32_t i = 0; i < detail::kDictChunkSlots; ++i) {
+        // acquire: pairs with the writer's publishing (release) store of this meta.
+        std::uint32_t m = chunk.meta[i].load(std::memory_order_acquire);
+        while (Meta::full(m) && Meta::tag(m) == tag) {
+          if (Meta::writing(m)) {
+            m = wait_stable(v, c, i);
+            continue;
+          }
+          Words<K> k;
+          detail::load_words(v.key_at(c, i), k.w, v.key_words);
+          std::atomic_thread_fence(std::memory_order_acquire);  // the copy above before the reload below
+          // relaxed: ordered after the copy by the fence; equal to m means the copy is m's.
+          const std::uint32_t m2 = chunk.meta[i].load(std::memory_order_relaxed);
+          if (m2 != m) {
+            m = m2;
+            continue;
+          }
+          if (!KeyEqual{}(k.get(), key)) break;
+          Words<V> out;
+          detail::load_words(v.value_at(c, i), out.w, v.value_words);
+          std::atomic_thread_fence(std::memory_order_acquire);
+          const std::uint32_t m3 = chunk.meta[i].load(std::memory_order_relaxed);
+          if (m3 == m) return out.get();
+          m = m3;  // rewritten meanwhile: re-validate the key too
+        }
+      }
+      // acquire: an insert increments the counts on its path before publishing (release).
+      if (chunk.overflow.load(std::memory_order_acquire) == 0) return std::nullopt;
+      c = v.next(c);
+    }
+    return std::nullopt;
+  }
+
+  bool contains(const K& key) const { return get(key).has_value(); }
+
+  /// Erases key: true if it was present.
+  bool erase(const K& key) {
+    const View v = checked_view();
+    const std::uint64_t h = mixed_hash(key);
+    for (;;) {
+      Span span(*this, v, v.home(h));
+      Probe p;
+      if (!locked_find(span, v, h, key, p, false)) return false;
+      if (recount_pending()) {
+        span.release();
+        recount(v, &hash_words);
+        continue;
+      }
+      std::atomic<std::uint32_t>& meta = v.chunks[p.chunk].meta[p.slot];
+      // relaxed: freeing publishes no data; a later filler's release fence orders this store
+      // before its words (see the top of the file), and our unlock publishes it to writers.
+      meta.store(Meta::freed(meta.load(std::memory_order_relaxed)), std::memory_order_relaxed);
+      for (std::uint32_t c = v.home(h); c != p.chunk; c = v.next(c)) {
+        std::atomic<std::uint32_t>& o = v.chunks[c].overflow;
+        const std::uint32_t n = o.load(std::memory_order_relaxed);
+        // relaxed: a count going down only shortens searches for keys that are gone.
+        if (n != 0) o.store(n - 1, std::memory_order_relaxed);
+      }
+      release_one();
+      return true;
+    }
+  }
+
+  /// Runs fn(V&) on key's value with the key's stripe locked and stores the result: atomic
+  /// with respect to every other writer of key, invisible to readers until complete. False if
+  /// key is absent (fn not called). If fn throws, nothing changes and the exception propagates.
+  /// fn must not call into this Dict.
+  template <class F>
+  bool update(const K& key, F fn) {
+    static_assert(std::is_invocable_v<F&, V&>, "Dict::update: fn must be callable as fn(V&)");
+    const View v = checked_view();
+    const std::uint64_t h = mixed_hash(key);
+    Span span(*this, v, v.home(h));
+    Probe p;
+    if (!locked_find(span, v, h, key, p, false)) return false;
+    Words<V> value;
+    std::memcpy(value.w, v.value_at(p.chunk, p.slot), std::size_t{v.value_words} * 8);  // we are its writer
+    V current = value.get();
+    fn(current);
+    std::memcpy(value.w, &current, sizeof(V));
+    write_value_logged(v, p.chunk, p.slot, value.w);
+    return true;
+  }
+
+  /// Calls fn(const K&, const V&) on a private copy of every entry, without any lock (fn may
+  /// use this Dict). Every entry present for the whole call is passed exactly once, with a
+  /// value it had during the call; entries inserted or erased meanwhile may or may not be (a
+  /// key erased and re-inserted meanwhile may be passed twice).
+  template <class F>
+  void for_each(F fn) const {
+    static_assert(std::is_invocable_v<F&, const K&, const V&>, "Dict::for_each: fn must be callable as fn(const K&, const V&)");
+    const View v = checked_view();
+    for (std::uint32_t c = 0; c < v.n_chunks; ++c) {
+      for (std::uint32_t i = 0; i < detail::kDictChunkSlots; ++i) {
+        std::uint32_t m = v.chunks[c].meta[i].load(std::memory_order_acquire);
+        while (Meta::full(m)) {
+          if (Meta::writing(m)) {
+            m = wait_stable(v, c, i);
+            continue;
+          }
+          Words<K> k;
+          Words<V> val;
+          detail::load_words(v.key_at(c, i), k.w, v.key_words);
+          detail::load_words(v.value_at(c, i), val.w, v.value_words);
+          std::atomic_thread_fence(std::memory_order_acquire);
+          const std::uint32_t m2 = v.chunks[c].meta[i].load(std::memory_order_relaxed);
+          if (m2 != m) {
+            m = m2;
+            continue;
+          }
+          const K key = k.get();
+          const V value = val.get();
+          fn(key, value);
+          break;
+        }
+      }
+    }
+  }
+
+  /// Number of entries (a snapshot). After a process died mid-write this first completes the
+  /// pending recount. A corrupted image reads as 0 here (every other call throws).
+  std::size_t size() const noexcept { return size_impl(sizeof(K), sizeof(V), &hash_words); }
+  bool empty() const noexcept { return size() == 0; }
+  using DictCore::capacity;
+  using DictCore::repairs;
+
+ private:
+  using Meta = detail::DictMeta;
+
+  /// A K or V as the 8-byte words a slot stores (tail bytes zero).
+  template <class T>
+  struct Words {
+    std::uint64_t w[detail::words_for(sizeof(T))];
+    Words() noexcept = default;
+    explicit Words(const T& t) noexcept : w{} { std::memcpy(w, &t, sizeof(T)); }
+    T get() const noexcept {
+      T t;
+      std::memcpy(static_cast<void*>(&t), w, sizeof(T));
+      return t;
+    }
+  };
+
+  struct Probe {
+    std::uint32_t chunk = 0, slot = 0;  // where the key is (found) or goes (free slot)
+    bool have_free = false;
+  };
+
+  View checked_view() const { return view(sizeof(K), sizeof(V)); }
+
+  static std::uint64_t mixed_hash(const K& key) { return detail::mix64(static_cast<std::uint64_t>(Hash{}(key))); }
+  static std::uint64_t hash_words(const std::uint64_t* words) {
+    K k;
+    std::memcpy(static_cast<void*>(&k), words, sizeof(K));
+    return mixed_hash(k);
+  }
+
+  /// With the span holding the home chunk: finds key (true; p = its slot), else false with p =
+  /// the first free slot from home if `want_free`. Extends the span as the search goes.
+  bool locked_find(Span& span, const View& v, std::uint64_t h, const K& key, Probe& p, bool want_free) const {
+    const std::uint32_t tag = static_cast<std::uint32_t>(h & 0xff);
+    const std::uint32_t home = v.home(h);
+  restart:
+    p = Probe{};
+    bool searching = true;
+    std::uint32_t c = home;
+    for (std::uint32_t step = 0;;) {
+      const detail::DictChunk& chunk = v.chunks[c];
+      for (std::uint32_t i = 0; i < detail::kDictChunkSlots; ++i) {
+        // relaxed: we hold this chunk's stripe, the only writers' lock; its acquire ordered us.
+        const std::uint32_t m = chunk.meta[i].load(std::memory_order_relaxed);
+        if (Meta::full(m)) {
+          if (searching && Meta::tag(m) == tag) {
+            K k;
+            std::memcpy(static_cast<void*>(&k), v.key_at(c, i), sizeof(K));  // stable: only stripe holders write it
+            if (KeyEqual{}(k, key)) {
+              p.chunk = c;
+              p.slot = i;
+              return true;
+            }
+          }
+        } else if (want_free && !p.have_free) {
+          p.chunk = c;
+          p.slot = i;
+          p.have_free = true;
+        }
+      }
+      if (searching && chunk.overflow.load(std::memory_order_relaxed) == 0) searching = false;
+      if (!searching && (p.have_free || !want_free)) return false;
+      if (++step == v.n_chunks) {  // one full cycle
+        if (want_free && !p.have_free) bad_image("Dict: no free slot although size() < capacity()");
+        return false;
+      }
+      c = v.next(c);
+      if (step >= span.count() && !span.extend()) goto restart;
+    }
+  }
+
+  /// Publishes (key, value) into the free slot p; stripes from home to p.chunk are held.
+  static void fill(const View& v, std::uint64_t h, const Probe& p, const K& key, const V& value) noexcept {
+    for (std::uint32_t c = v.home(h); c != p.chunk; c = v.next(c)) {
+      std::atomic<std::uint32_t>& o = v.chunks[c].overflow;
+      // relaxed: the publishing release store below orders these before the key is visible.
+      o.store(o.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    // release fence: pairs with a reader's acquire fence if the reader, still holding the meta
+    // of this slot's previous entry, copies any word stored below; it then sees the meta change.
+    std::atomic_thread_fence(std::memory_order_release);
+    const Words<K> k(key);
+    const Words<V> val(value);
+    detail::store_words(v.key_at(p.chunk, p.slot), k.w, v.key_words);
+    detail::store_words(v.value_at(p.chunk, p.slot), val.w, v.value_words);
+    std::atomic<std::uint32_t>& meta = v.chunks[p.chunk].meta[p.slot];
+    // release: readers that see the full meta (acquire) see the key, the value and the counts.
+    meta.store(Meta::filled(meta.load(std::memory_order_relaxed), static_cast<std::uint32_t>(h & 0xff)),
+               std::memory_order_release);
+  }
+};
+
+}  // namespace multiproc
