@@ -62,7 +62,7 @@ class RobustMutex {
   /// Blocks until acquired or `deadline`. Returns immediately with `not_recoverable` on a
   /// not-recoverable mutex. Locking a mutex this thread already holds deadlocks until the
   /// deadline (callers that allow recursion, like RLock, check `held_by_this_thread()`).
-  LockResult lock(const Deadline& deadline = Deadline::never()) noexcept {
+  LockResult lock(const Deadline& deadline = kNoDeadline) noexcept {
     if (native_) {
       if (LockResult r; try_fast(r)) return r;
       return lock_slow(deadline);
@@ -98,6 +98,10 @@ class RobustMutex {
   /// robust process-shared pthread mutexes (a libc whose robust list layout differs, or
   /// MULTIPROC_LOCK_FALLBACK=1 in the environment at start-up, for testing).
   static bool native() noexcept;
+
+  // The default deadline, a constant: a temporary Deadline would be built on the stack on
+  // every lock(), and those stores would sit in the store buffer in front of the CAS.
+  static constexpr Deadline kNoDeadline = Deadline::never();
 
   static constexpr std::uint32_t kWaiters = 0x80000000u;          // FUTEX_WAITERS
   static constexpr std::uint32_t kOwnerDied = 0x40000000u;        // FUTEX_OWNER_DIED
