@@ -9,12 +9,31 @@
 #include <system_error>
 
 namespace multiproc {
+namespace {
+
+// Waiting for another party's signal (a release, a set, a notify, the last arrival): spin
+// ~1 µs (32 `pause`s of ~25 ns here), then park. Shorter than ParkingLot's lock-hand-off
+// budget on purpose: the signal usually comes from a process that first has work to do, and on
+// a loaded 2-vCPU machine a waiter spinning for several µs only delays the very process it waits
+// for (measured: a 128-pause spin made an Event ping-pong 2-3x slower than a raw futex round
+// trip under load, 32 pauses kept it near the raw round trip, and still catches a partner that
+// answers at once on an idle machine).
+constexpr int kSignalSpin = 32;
+
+template <class Ready>
+bool spin_then_park(ParkingLot& lot, Ready ready, const Deadline& deadline) {
+  if (deadline.expired()) return ready();  // try_x_for(0): one look, no spinning
+  return spin_until(ready, kSignalSpin) || lot.wait_until(ready, deadline, /*spin=*/false);
+}
+
+}  // namespace
 
 // ---- Semaphore ------------------------------------------------------------------------------
 
 bool Semaphore::acquire_slow(const Deadline& deadline) {
   // The parked re-check takes the unit itself, with seq_cst operations (park.hpp's contract).
-  return lot_.wait_until(
+  return spin_then_park(
+      lot_,
       [this] {
         std::uint32_t c = count_.load(std::memory_order_seq_cst);
         while (c != 0) {
@@ -38,7 +57,8 @@ void Semaphore::throw_over_bound(std::uint32_t count, std::uint32_t n) const {
 // ---- Event ----------------------------------------------------------------------------------
 
 bool Event::wait_slow(std::uint32_t seen, const Deadline& deadline) {
-  return lot_.wait_until(
+  return spin_then_park(
+      lot_,
       [this, seen] {
         const std::uint32_t now = state_.load(std::memory_order_seq_cst);
         return (now & kSet) != 0 || ((now ^ seen) & ~kSet) != 0;  // set, or set (and cleared) since
@@ -55,7 +75,7 @@ void throw_condition_not_held() {
 }  // namespace detail
 
 bool Condition::park(std::uint32_t seen, const Deadline& deadline) noexcept {
-  return lot_.wait_until([this, seen] { return seq_.load(std::memory_order_seq_cst) != seen; }, deadline);
+  return spin_then_park(lot_, [this, seen] { return seq_.load(std::memory_order_seq_cst) != seen; }, deadline);
 }
 
 // ---- Barrier --------------------------------------------------------------------------------
@@ -118,7 +138,7 @@ std::optional<std::uint32_t> Barrier::wait_deadline(const Deadline& deadline) {
     const std::uint64_t now = state_.load(std::memory_order_seq_cst);
     return cycle_of(now) != cycle || (now & kBroken) != 0;
   };
-  if (lot_.wait_until(ended, deadline)) return outcome(state_.load(std::memory_order_seq_cst), cycle, index);
+  if (spin_then_park(lot_, ended, deadline)) return outcome(state_.load(std::memory_order_seq_cst), cycle, index);
   // Timed out: break this cycle, unless it ended first (then its outcome is ours).
   std::uint64_t now = state_.load(std::memory_order_seq_cst);
   while (cycle_of(now) == cycle && !(now & kBroken)) {
