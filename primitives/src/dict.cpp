@@ -222,7 +222,13 @@ std::uint32_t DictCore::wait_stable(const View& v, std::uint32_t c, std::uint32_
 bool DictCore::find_dead_stripes(const View& v) const {
   for (std::uint32_t c = 0; c < v.n_chunks; ++c)
     if (try_lock_stripe(v, c)) unlock_stripe(v, c);
+  suspect_size();
   return recount_pending();
+}
+
+void DictCore::suspect_size() const noexcept {
+  // A size above capacity is impossible: only a corrupted image has one. Recount it.
+  if (size_.load(std::memory_order_relaxed) > capacity_) size_dirty_.store(1, std::memory_order_release);
 }
 
 void DictCore::recount(const View& v, KeyHashFn hash) const {
@@ -259,6 +265,10 @@ void DictCore::recount(const View& v, KeyHashFn hash) const {
       for (std::uint32_t h = v.home(hash(key.data())); h != c; h = v.next(h)) ++overflow[h];
     }
   }
+  if (entries > capacity_) {  // only a corrupted image has more full slots than capacity
+    frozen_.store(0, std::memory_order_seq_cst);
+    bad_image("Dict: more entries than capacity: the shared image is corrupted");
+  }
   for (std::uint32_t c = 0; c < v.n_chunks; ++c) {
     // relaxed: each count goes from a value >= the true one to the true one; readers are
     // correct with either, in any order.
@@ -276,6 +286,7 @@ std::size_t DictCore::size_impl(std::size_t key_size, std::size_t value_size, Ke
   } catch (...) {
     return 0;
   }
+  suspect_size();
   if (recount_pending()) {
     try {
       recount(v, hash);

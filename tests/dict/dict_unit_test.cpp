@@ -301,3 +301,63 @@ TEST(List, CorruptedImageIsBadArena) {
     EXPECT_EQ(e.code(), mp::errc::bad_arena);
   }
 }
+
+// ---- in an Arena ------------------------------------------------------------------------------
+
+TEST(DictInArena, MakeFindAcrossTwoMappingsAndDestroy) {
+  using Names = mp::Dict<mp::FixedString<16>, int>;
+  auto a = mp::Arena::create(1 << 20);
+  a.make<int>("warm", 0);  // the name directory's first page stays allocated
+  const std::size_t used0 = a.used();
+  Names& d = a.make<Names>("names", 100);
+  ASSERT_TRUE(d.insert("alice", 1));
+  // The same arena mapped a second time, at another address: the same Dict.
+  auto b = mp::Arena::from_fd(a.fd());
+  Names* other = b.find<Names>("names");
+  ASSERT_NE(other, nullptr);
+  ASSERT_NE(static_cast<void*>(other), static_cast<void*>(&d)) << "a second mapping has its own address";
+  EXPECT_EQ(other->get("alice"), 1);
+  EXPECT_TRUE(other->insert("bob", 2));
+  EXPECT_EQ(d.get("bob"), 2);
+  EXPECT_EQ(d.size(), 2u);
+  // A forked child finds it by name too.
+  const pid_t child = mptest::spawn([&] {
+    Names* n = a.find<Names>("names");
+    return n != nullptr && n->update("alice", [](int& v) { v = 10; }) ? 0 : 1;
+  });
+  EXPECT_EQ(mptest::wait_exit(child), 0);
+  EXPECT_EQ(other->get("alice"), 10);
+  a.destroy(d);
+  EXPECT_EQ(a.used(), used0) << "destroy gives the table back";
+  EXPECT_EQ(b.find<Names>("names"), nullptr);
+}
+
+TEST(DictInArena, TooLargeForTheArenaIsOutOfMemory) {
+  auto a = mp::Arena::create(1 << 16);
+  try {
+    a.make<mp::Dict<std::uint64_t, std::uint64_t>>("big", 100000);
+    FAIL();
+  } catch (const mp::Error& e) {
+    EXPECT_EQ(e.code(), mp::errc::out_of_memory);
+  }
+  EXPECT_EQ((a.find<mp::Dict<std::uint64_t, std::uint64_t>>("big")), nullptr) << "nothing left behind";
+}
+
+TEST(ListInArena, MakeFindAndDestroy) {
+  auto a = mp::Arena::create(1 << 16);
+  a.make<int>("warm", 0);
+  const std::size_t used0 = a.used();
+  auto& l = a.make<mp::List<int>>("l", 10);
+  l.push_back(11);
+  const pid_t child = mptest::spawn([&] {
+    auto* m = a.find<mp::List<int>>("l");
+    if (m == nullptr) return 1;
+    m->set(0, 12);
+    m->push_back(13);
+    return 0;
+  });
+  EXPECT_EQ(mptest::wait_exit(child), 0);
+  EXPECT_EQ(l.snapshot(), (std::vector<int>{12, 13}));
+  a.destroy(l);
+  EXPECT_EQ(a.used(), used0);
+}

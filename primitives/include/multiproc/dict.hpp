@@ -374,6 +374,8 @@ class DictCore {
   /// without anyone noticing yet. try_locks every stripe (repairing dead ones) and says
   /// whether a recount is now due. Call with no stripe held. O(chunks): the full path only.
   bool find_dead_stripes(const View& v) const;
+  /// Marks a recount pending if size_ is impossible (above capacity).
+  void suspect_size() const noexcept;
   void release_one() noexcept {
     std::uint64_t s = size_.load(std::memory_order_relaxed);
     while (s != 0 && !size_.compare_exchange_weak(s, s - 1, std::memory_order_relaxed, std::memory_order_relaxed)) {

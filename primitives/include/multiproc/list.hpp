@@ -48,8 +48,9 @@ class ListCore {
   ListCore& operator=(const ListCore&) = delete;
 
   std::size_t capacity() const noexcept { return capacity_; }
-  /// A snapshot of the number of elements (no lock).
+  /// A snapshot of the number of elements (no lock). A corrupted image reads as 0.
   std::size_t size() const noexcept {
+    if (magic_ != kMagic || check_ != checksum()) return 0;
     const std::uint64_t s = size_.load(std::memory_order_relaxed);
     return static_cast<std::size_t>(s < capacity_ ? s : capacity_);
   }
@@ -110,9 +111,9 @@ class ListCore {
   // Shared state, written under the lock.
   mutable std::atomic<std::uint64_t> size_{0};
   mutable std::atomic<std::uint32_t> log_active_{0};
-  mutable std::uint32_t reserved_ = 0;
+  [[maybe_unused]] std::uint32_t reserved_ = 0;
   mutable std::uint64_t log_index_ = 0;
-  std::uint64_t reserved1_ = 0;
+  [[maybe_unused]] std::uint64_t reserved1_ = 0;
   mutable RobustMutex mutex_;
 };
 
@@ -190,8 +191,7 @@ class List : private detail::ListCore {
   /// All elements, copied under the lock.
   std::vector<T> snapshot() const {
     std::vector<T> out;
-    out.reserve(ListCore::size());
-    const Guard g(*this, kElem);
+    const Guard g(*this, kElem);  // validates size against capacity
     const std::uint64_t n = locked_size();
     out.resize(static_cast<std::size_t>(n));
     for (std::size_t i = 0; i < n; ++i) std::memcpy(static_cast<void*>(&out[i]), g.element(i), sizeof(T));
