@@ -16,7 +16,7 @@
 //
 // Waiting strategy: arrival is one CAS on a 64-bit state word; the last arrival's CAS starts
 // the next cycle and wakes the parked waiters with one FUTEX_WAKE (none if nobody parked).
-// Others spin ~1 µs, then park on a ParkingLot (core/park.hpp).
+// Others spin ~0.4 µs, then park on a ParkingLot (core/park.hpp).
 //
 // State word, one 64-bit atomic so every transition is a single CAS:
 //   bits  0-19  arrivals in the current cycle (so parties <= 2^20 - 1)
