@@ -62,6 +62,16 @@ class Deadline {
     return left > clock::duration::zero() ? left : clock::duration::zero();
   }
 
+  /// Time left as a relative timespec, for calls that take one (ppoll, io_uring relative
+  /// timeouts); zero once expired. Meaningless when infinite (callers pass nullptr then).
+  timespec remaining_timespec() const noexcept {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(remaining()).count();
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    return ts;
+  }
+
   /// The absolute CLOCK_MONOTONIC time for FUTEX_WAIT_BITSET and io_uring timeouts;
   /// nullptr when infinite.
   const timespec* abs_timespec() const noexcept { return infinite_ ? nullptr : &ts_; }
