@@ -7,6 +7,7 @@
 
 #include <sched.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <limits>
 #include <new>
@@ -81,26 +82,17 @@ void DictCore::attach(void* table, std::size_t bytes) {
   std::memset(base + rest, 0, static_cast<std::size_t>(table_bytes_) - rest);  // logs and slots
   table_offset_ = base - reinterpret_cast<std::byte*>(this);
   magic_ = kMagic;
-  check_ = checksum();
+  static_assert(offsetof(DictCore, check_) == 56, "the immutable header is the first 64 bytes, check word last");
+  check_ = seal();
 }
 
 void* DictCore::table_address() const noexcept {
   return const_cast<std::byte*>(reinterpret_cast<const std::byte*>(this)) + table_offset_;
 }
 
-// Independent multiplies folded by one finalizer: a few cycles on every call.
-std::uint64_t DictCore::checksum() const noexcept {
-  const std::uint64_t a = (std::uint64_t{key_size_} << 32) | value_size_;
-  const std::uint64_t b = (std::uint64_t{key_words_} << 32) | value_words_;
-  const std::uint64_t c = (std::uint64_t{n_chunks_} << 32) | reserved0_;
-  return mix64(magic_ + a * 0x9e3779b97f4a7c15ull + b * 0xc2b2ae3d27d4eb4full + c * 0x165667b19e3779f9ull +
-               capacity_ * 0xd6e8feb86659fd93ull + static_cast<std::uint64_t>(table_offset_) * 0xff51afd7ed558ccdull +
-               table_bytes_ * 0xc4ceb9fe1a85ec53ull);
-}
-
 void DictCore::bad_header(std::size_t key_size, std::size_t value_size) const {
   if (magic_ != kMagic) bad_image("Dict: not a Dict (bad magic): corrupted, destroyed, or not constructed");
-  if (check_ != checksum()) bad_image("Dict: header check word mismatch: the shared image is corrupted");
+  if (check_ != seal()) bad_image("Dict: header check word mismatch: the shared image is corrupted");
   if (key_size_ != key_size || value_size_ != value_size)
     throw Error(errc::bad_arena, "Dict: built for " + std::to_string(key_size_) + "-byte keys and " +
                                      std::to_string(value_size_) + "-byte values, used as " + std::to_string(key_size) +
@@ -143,7 +135,7 @@ void DictCore::repair_stripe(const View& v, std::uint32_t c, bool owner_died) co
   // acquire: pairs with the dead writer's release store of the flag (its log is complete).
   if (s.log_active.load(std::memory_order_acquire) != 0) {
     const std::uint32_t i = s.log_slot.load(std::memory_order_relaxed);
-    if (i < kDictChunkSlots && DictMeta::full(chunk.meta[i].load(std::memory_order_relaxed))) {
+    if (i < kDictChunkSlots && DictMeta::full(chunk.meta(i, std::memory_order_relaxed))) {
       write_value(v, c, i, v.log_at(c));
     } else {
       bad = "Dict: a stripe's redo log names a slot that holds no entry: the shared image is corrupted";
@@ -151,12 +143,12 @@ void DictCore::repair_stripe(const View& v, std::uint32_t c, bool owner_died) co
     s.log_active.store(0, std::memory_order_relaxed);  // our unlock (release) publishes it
   }
   for (std::uint32_t i = 0; i < kDictChunkSlots && bad == nullptr; ++i) {
-    const std::uint32_t m = chunk.meta[i].load(std::memory_order_relaxed);
+    const std::uint32_t m = chunk.meta(i, std::memory_order_relaxed);
     if (!DictMeta::writing(m)) continue;
     if (DictMeta::full(m)) {
       bad = "Dict: an entry is marked as being rewritten but no redo log covers it: the shared image is corrupted";
     } else {
-      chunk.meta[i].store(DictMeta::advance(m, 1), std::memory_order_relaxed);  // a free slot: no reader cares
+      chunk.set(i, DictMeta::advance(m, 1), std::memory_order_relaxed);  // a free slot: no reader cares
     }
   }
   if (owner_died) {
@@ -198,17 +190,17 @@ void DictCore::Span::too_long() const {
                                        " lock stripes (a degenerate Hash, or corrupted overflow counts)");
 }
 
-std::uint32_t DictCore::wait_stable(const View& v, std::uint32_t c, std::uint32_t i) const {
-  const std::atomic<std::uint32_t>& meta = v.chunks[c].meta[i];
+std::uint32_t DictCore::wait_stable(View v, std::uint32_t c, std::uint32_t i) const {
+  const DictChunk& chunk = v.chunks[c];
   for (;;) {
     for (int k = 0; k < kSpinIterations; ++k) {
-      const std::uint32_t m = meta.load(std::memory_order_acquire);
+      const std::uint32_t m = chunk.meta(i, std::memory_order_acquire);
       if (!DictMeta::writing(m)) return m;
       cpu_relax();
     }
     // Odd for a while: its writer is descheduled, or dead. A dead one's stripe is ours to repair.
     if (try_lock_stripe(v, c)) {
-      const std::uint32_t m = meta.load(std::memory_order_acquire);
+      const std::uint32_t m = chunk.meta(i, std::memory_order_acquire);
       unlock_stripe(v, c);
       if (!DictMeta::writing(m)) return m;
       bad_image("Dict: an entry is marked as being rewritten while its stripe is free: the shared image is corrupted");
@@ -259,7 +251,7 @@ void DictCore::recount(const View& v, KeyHashFn hash) const {
   std::vector<std::uint64_t> key(v.key_words);
   for (std::uint32_t c = 0; c < v.n_chunks; ++c) {
     for (std::uint32_t i = 0; i < kDictChunkSlots; ++i) {
-      if (!DictMeta::full(v.chunks[c].meta[i].load(std::memory_order_acquire))) continue;
+      if (!DictMeta::full(v.chunks[c].meta(i, std::memory_order_acquire))) continue;
       ++entries;
       load_words(v.key_at(c, i), key.data(), v.key_words);
       for (std::uint32_t h = v.home(hash(key.data())); h != c; h = v.next(h)) ++overflow[h];
@@ -270,9 +262,12 @@ void DictCore::recount(const View& v, KeyHashFn hash) const {
     bad_image("Dict: more entries than capacity: the shared image is corrupted");
   }
   for (std::uint32_t c = 0; c < v.n_chunks; ++c) {
-    // relaxed: each count goes from a value >= the true one to the true one; readers are
-    // correct with either, in any order.
-    v.chunks[c].overflow.store(overflow[c], std::memory_order_relaxed);
+    // Under the stripe: a count shares its word with slot 14's meta, which update() may be
+    // rewriting now. relaxed: each count goes from a value >= the true one to the true one;
+    // readers are correct with either, in any order.
+    lock_stripe(v, c);
+    v.chunks[c].set(DictChunk::kOverflowLane, overflow[c], std::memory_order_relaxed);
+    unlock_stripe(v, c);
   }
   size_.store(entries, std::memory_order_relaxed);
   size_dirty_.store(0, std::memory_order_release);

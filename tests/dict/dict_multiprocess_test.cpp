@@ -65,7 +65,7 @@ void update_sum(int each) {
   InShared<mp::Dict<int, long>> d(16);
   ASSERT_TRUE(d->insert(0, 0));
   mptest::Shared<std::atomic<int>> stop(0), go(0);
-  const pid_t reader = mptest::spawn([&] {
+  const pid_t reader = dicttest::spawn_tied([&] {
     long last = 0;
     while (stop->load() == 0) {
       const auto v = d->get(0);
@@ -76,7 +76,7 @@ void update_sum(int each) {
   });
   std::vector<pid_t> pids;
   for (int p = 0; p < kProcs; ++p)
-    pids.push_back(mptest::spawn([&] {
+    pids.push_back(dicttest::spawn_tied([&] {
       while (go->load() == 0) std::this_thread::yield();
       for (int i = 0; i < each; ++i)
         if (!d->update(0, [](long& x) { ++x; })) return 1;
@@ -99,7 +99,7 @@ TEST(DictProcesses, ReadersNeverSeeATornValue) {
   mptest::Shared<std::atomic<std::uint64_t>> writes(0);
   std::vector<pid_t> writers;
   for (int w = 0; w < 2; ++w)
-    writers.push_back(mptest::spawn([&, w] {
+    writers.push_back(dicttest::spawn_tied([&, w] {
       std::uint64_t x = 0x9e3779b97f4a7c15ull + w;
       while (stop->load() == 0) {
         writes->fetch_add(1, std::memory_order_relaxed);
@@ -113,7 +113,7 @@ TEST(DictProcesses, ReadersNeverSeeATornValue) {
       }
       return 0;
     }));
-  const pid_t reader = mptest::spawn([&] {
+  const pid_t reader = dicttest::spawn_tied([&] {
     while (writes->load() < 1000) std::this_thread::yield();  // the writers are running
     for (int round = 0; round < 3000 || writes->load() < 200'000; ++round) {
       for (std::uint32_t k = 0; k < 48; ++k) {
@@ -139,7 +139,7 @@ TEST(DictProcesses, ForEachPassesEveryStableEntryExactlyOnceUnderChurn) {
   mptest::Shared<std::atomic<std::uint64_t>> churn(0);
   std::vector<pid_t> churners;
   for (int w = 0; w < 2; ++w)
-    churners.push_back(mptest::spawn([&, w] {
+    churners.push_back(dicttest::spawn_tied([&, w] {
       std::uint64_t x = 12345 + w;
       while (stop->load() == 0) {
         churn->fetch_add(1, std::memory_order_relaxed);
@@ -250,7 +250,7 @@ TEST(DictProcesses, KillLoopLeavesTheDictWholeAndUsable) {
   InShared<KillDict> d(kCapacity);
   mptest::Shared<Control> ctl;
   // The survivor works through every round, pausing only while the parent checks.
-  const pid_t survivor = mptest::spawn([&] {
+  const pid_t survivor = dicttest::spawn_tied([&] {
     std::uint64_t x = 0xabcdef;
     while (ctl->stop.load() == 0) {
       if (ctl->pause.load() != 0) {
@@ -268,7 +268,7 @@ TEST(DictProcesses, KillLoopLeavesTheDictWholeAndUsable) {
   for (int round = 0; round < rounds; ++round) {
     const std::uint64_t start = ctl->victim_ops.load();
     const std::uint64_t seed = rng();
-    const pid_t victim = mptest::spawn([&, seed] {
+    const pid_t victim = dicttest::spawn_tied([&, seed] {
       std::uint64_t x = seed | 1;
       for (;;) {
         if (!random_op(*d, x)) return 1;
@@ -311,7 +311,7 @@ TEST(ListProcesses, KillLoopLeavesTheListWhole) {
   for (int round = 0; round < rounds; ++round) {
     const std::uint64_t start = ops->load();
     const std::uint64_t seed = rng() | 1;
-    const pid_t victim = mptest::spawn([&, seed] {
+    const pid_t victim = dicttest::spawn_tied([&, seed] {
       std::uint64_t x = seed;
       for (;;) {
         const std::size_t n = l->size();

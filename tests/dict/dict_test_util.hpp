@@ -6,10 +6,25 @@
 
 #include "mptest.hpp"
 
+#include <csignal>
 #include <cstdint>
+#include <functional>
 #include <new>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 namespace dicttest {
+
+/// mptest::spawn, but the child is SIGKILLed if this process dies first: loops that run until
+/// the parent says stop must not outlive a parent killed by a test timeout.
+inline pid_t spawn_tied(std::function<int()> fn) {
+  const pid_t parent = ::getpid();
+  return mptest::spawn([fn = std::move(fn), parent] {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) return 98;  // the parent died before prctl
+    return fn();
+  });
+}
 
 /// A T (Dict or List) and its storage in one shared anonymous mapping.
 template <class T>

@@ -108,6 +108,7 @@
 #include <multiproc/robust_mutex.hpp>
 
 #include <atomic>
+#include <bit>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -116,6 +117,10 @@
 #include <optional>
 #include <type_traits>
 #include <utility>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace multiproc {
 
@@ -160,22 +165,6 @@ namespace detail {
 
 inline constexpr std::uint32_t kDictChunkSlots = 15;
 
-/// What readers touch: the 15 slot meta words and the overflow count of one chunk.
-struct alignas(64) DictChunk {
-  std::atomic<std::uint32_t> meta[kDictChunkSlots];
-  std::atomic<std::uint32_t> overflow;
-};
-static_assert(sizeof(DictChunk) == 64, "a chunk's metadata is exactly one cache line");
-
-/// What writers touch: the stripe lock and its one-entry redo log (value words live elsewhere).
-struct alignas(64) DictStripe {
-  RobustMutex mutex;
-  std::atomic<std::uint32_t> log_active;  // 1: the log's value must be (re)written into log_slot
-  std::atomic<std::uint32_t> log_slot;    // slot within the chunk, 0..14
-  std::uint64_t reserved;
-};
-static_assert(sizeof(DictStripe) == 64, "a stripe is one cache line, apart from the readers' lines");
-
 /// The slot meta word: bit 0 full, bits 1..23 version (odd while a value is rewritten),
 /// bits 24..31 the key's tag.
 struct DictMeta {
@@ -185,6 +174,7 @@ struct DictMeta {
   static constexpr std::uint32_t kWriting = kVersionUnit;  // the version's lowest bit
   static constexpr int kTagShift = 24;
 
+  static constexpr std::uint32_t kTagAndFull = 0xff000000u | kFull;  // what a search compares
   static constexpr bool full(std::uint32_t m) noexcept { return (m & kFull) != 0; }
   static constexpr bool writing(std::uint32_t m) noexcept { return (m & kWriting) != 0; }
   static constexpr std::uint32_t tag(std::uint32_t m) noexcept { return m >> kTagShift; }
@@ -199,6 +189,79 @@ struct DictMeta {
   /// A free meta, version after m's (kept even).
   static constexpr std::uint32_t freed(std::uint32_t m) noexcept { return advance(m, 2) & kVersionMask; }
 };
+
+/// What readers touch: one cache line per chunk holding 16 32-bit lanes, two per 64-bit word
+/// (lane 2j in the low half of word j): lanes 0..14 are the slots' meta words, lane 15 the
+/// chunk's overflow count. Only the chunk's stripe holder writes a lane, so replacing one
+/// half of a word is a plain load and store of the word (no other writer can interleave).
+/// Readers load whole words — a chunk is 8 atomic loads — and compare the tags of all 15
+/// slots at once (SSE2 where available).
+struct alignas(64) DictChunk {
+  static constexpr std::uint32_t kOverflowLane = 15;
+  std::atomic<std::uint64_t> word[8];
+
+  static constexpr std::uint32_t lane(std::uint64_t w, std::uint32_t i) noexcept {
+    return static_cast<std::uint32_t>(w >> ((i & 1) * 32));
+  }
+  std::uint32_t meta(std::uint32_t i, std::memory_order order) const noexcept { return lane(word[i >> 1].load(order), i); }
+  std::uint32_t overflow(std::memory_order order) const noexcept { return lane(word[7].load(order), kOverflowLane); }
+  /// Stripe holder only: stores `value` into lane i (a meta, or the overflow count at 15).
+  void set(std::uint32_t i, std::uint32_t value, std::memory_order order) noexcept {
+    std::atomic<std::uint64_t>& w = word[i >> 1];
+    const unsigned shift = (i & 1) * 32;
+    // relaxed: the stripe holder is this word's only writer; it reads its own last store.
+    const std::uint64_t old = w.load(std::memory_order_relaxed);
+    w.store((old & ~(std::uint64_t{0xffffffffu} << shift)) | (std::uint64_t{value} << shift), order);
+  }
+  /// One pass over the chunk: 8 atomic loads (`order`), then the lanes compared at once.
+  struct Scan {
+    std::uint32_t hits;      // bit i: slot i is full with the wanted tag
+    std::uint32_t free;      // bit i: slot i is free
+    std::uint32_t overflow;  // the overflow count
+  };
+  Scan scan(std::uint32_t want, std::memory_order order) const noexcept {
+    Scan r{0, 0, 0};
+#if defined(__SSE2__)
+    const __m128i sel = _mm_set1_epi32(static_cast<int>(DictMeta::kTagAndFull));
+    const __m128i wanted = _mm_set1_epi32(static_cast<int>(want));
+    const __m128i full = _mm_set1_epi32(static_cast<int>(DictMeta::kFull));
+    std::uint64_t hi = 0;
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const std::uint64_t lo = word[2 * q].load(order);
+      hi = word[2 * q + 1].load(order);
+      const __m128i v = _mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo));
+      const __m128i eq = _mm_cmpeq_epi32(_mm_and_si128(v, sel), wanted);
+      const __m128i empty = _mm_cmpeq_epi32(_mm_and_si128(v, full), _mm_setzero_si128());
+      r.hits |= static_cast<std::uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(eq))) << (4 * q);
+      r.free |= static_cast<std::uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(empty))) << (4 * q);
+    }
+    r.overflow = lane(hi, kOverflowLane);
+#else
+    for (std::uint32_t j = 0; j < 8; ++j) {
+      const std::uint64_t w = word[j].load(order);
+      for (std::uint32_t i = 2 * j; i < 2 * j + 2; ++i) {
+        r.hits |= static_cast<std::uint32_t>((lane(w, i) & DictMeta::kTagAndFull) == want) << i;
+        r.free |= static_cast<std::uint32_t>((lane(w, i) & DictMeta::kFull) == 0) << i;
+      }
+      if (j == 7) r.overflow = lane(w, kOverflowLane);
+    }
+#endif
+    r.hits &= 0x7fffu;  // lane 15 is the count, not a slot
+    r.free &= 0x7fffu;
+    return r;
+  }
+};
+static_assert(sizeof(DictChunk) == 64, "a chunk's metadata is exactly one cache line");
+
+/// What writers touch: the stripe lock and its one-entry redo log (value words live elsewhere).
+struct alignas(64) DictStripe {
+  RobustMutex mutex;
+  std::atomic<std::uint32_t> log_active;  // 1: the log's value must be (re)written into log_slot
+  std::atomic<std::uint32_t> log_slot;    // slot within the chunk, 0..14
+  std::uint64_t reserved;
+};
+static_assert(sizeof(DictStripe) == 64, "a stripe is one cache line, apart from the readers' lines");
 
 /// Word-wise copies between a slot (shared) and private memory. Relaxed atomic 8-byte accesses:
 /// racing a writer is then not a data race, and the seqlock decides whether the copy is kept.
@@ -267,10 +330,18 @@ class DictCore {
   void* table_address() const noexcept;
 
   /// Validates the header (magic, check word, key and value sizes) and computes the view.
-  /// Throws Error(bad_arena).
+  /// Throws Error(bad_arena). About twenty instructions: eight loads of the immutable first 64
+  /// bytes, their XOR against kSeal (check_ is chosen so), and three compares.
   View view(std::size_t key_size, std::size_t value_size) const {
-    if (magic_ != kMagic || check_ != checksum() || key_size_ != key_size || value_size_ != value_size ||
-        key_words_ != words_for(key_size) || value_words_ != words_for(value_size) || n_chunks_ == 0) [[unlikely]]
+    const std::uint32_t sizes[2] = {static_cast<std::uint32_t>(key_size), static_cast<std::uint32_t>(value_size)};
+    const std::uint32_t words[2] = {words_for(key_size), words_for(value_size)};
+    std::uint64_t want_sizes, want_words;
+    std::memcpy(&want_sizes, sizes, 8);
+    std::memcpy(&want_words, words, 8);
+    const std::uint64_t h0 = header_word(0), h1 = header_word(1), h2 = header_word(2), h3 = header_word(3);
+    const std::uint64_t fold = h0 ^ h1 ^ h2 ^ h3 ^ header_word(4) ^ header_word(5) ^ header_word(6) ^ header_word(7);
+    if ((fold != kSeal) | (h0 != kMagic) | (h1 != want_sizes) | (h2 != want_words) | (static_cast<std::uint32_t>(h3) == 0))
+        [[unlikely]]
       bad_header(key_size, value_size);
     auto* base = reinterpret_cast<std::byte*>(const_cast<DictCore*>(this)) + table_offset_;
     const std::size_t c = n_chunks_;
@@ -350,7 +421,7 @@ class DictCore {
 
   /// Spins while slot (c, i) is being rewritten; past the spin budget checks its stripe for a
   /// dead holder (repairing it) or yields. Returns the slot's meta once it is not odd.
-  std::uint32_t wait_stable(const View& v, std::uint32_t c, std::uint32_t i) const;
+  std::uint32_t wait_stable(View v, std::uint32_t c, std::uint32_t i) const;  // (by value: the slow path materialises it)
 
   // ---- size and recount -------------------------------------------------------------------
 
@@ -407,14 +478,14 @@ class DictCore {
   }
   /// The seqlock write of a full slot's value (stripe c held).
   static void write_value(const View& v, std::uint32_t c, std::uint32_t i, const std::uint64_t* value) noexcept {
-    std::atomic<std::uint32_t>& meta = v.chunks[c].meta[i];
-    const std::uint32_t m = meta.load(std::memory_order_relaxed);  // we are its only writer
+    DictChunk& chunk = v.chunks[c];
+    const std::uint32_t m = chunk.meta(i, std::memory_order_relaxed);  // we are its only writer
     const std::uint32_t even = m & DictMeta::kWriting ? DictMeta::advance(m, 1) : m;  // (a replay after a death)
-    meta.store(DictMeta::advance(even, 1), std::memory_order_relaxed);  // odd
+    chunk.set(i, DictMeta::advance(even, 1), std::memory_order_relaxed);  // odd
     // release fence: a reader that sees any word below sees the odd meta (or later) on reload.
     std::atomic_thread_fence(std::memory_order_release);
     store_words(v.value_at(c, i), value, v.value_words);
-    meta.store(DictMeta::advance(even, 2), std::memory_order_release);  // even: published
+    chunk.set(i, DictMeta::advance(even, 2), std::memory_order_release);  // even: published
   }
 
   [[noreturn]] void full() const;
@@ -423,12 +494,24 @@ class DictCore {
 
  private:
   static constexpr std::uint64_t kMagic = 0x3130'5443'4944'504dull;  // "MPDICT01"
+  static constexpr std::uint64_t kSeal = 0x9e37'79b9'7f4a'7c15ull;
 
   void after_lock_slow(const View& v, std::uint32_t c, LockResult r) const;
   void repair_stripe(const View& v, std::uint32_t c, bool owner_died) const;
-  std::uint64_t checksum() const noexcept;
+  /// Word i of the immutable first 64 bytes (magic .. check_), as the validation folds them.
+  std::uint64_t header_word(int i) const noexcept {
+    std::uint64_t w;
+    std::memcpy(&w, reinterpret_cast<const char*>(this) + 8 * i, 8);
+    return w;
+  }
+  /// The check word that makes the header's eight words XOR to kSeal.
+  std::uint64_t seal() const noexcept {
+    std::uint64_t x = kSeal;
+    for (int i = 0; i < 7; ++i) x ^= header_word(i);
+    return x;
+  }
 
-  // Immutable after attach(); covered by check_.
+  // Immutable after attach(); covered by check_. The first 64 bytes, in this order.
   std::uint64_t magic_ = 0;
   std::uint32_t key_size_ = 0;
   std::uint32_t value_size_ = 0;
@@ -519,7 +602,7 @@ class Dict : private detail::DictCore {
       Span span(*this, v, v.home(h));
       Probe p;
       if (locked_find(span, v, h, key, p, true)) {
-        write_value_logged(v, p.chunk, p.slot, Words<V>(value).w);
+        rewrite(v, p.chunk, p.slot, Words<V>(value));
         return;
       }
       if (recount_pending()) {
@@ -543,38 +626,18 @@ class Dict : private detail::DictCore {
   std::optional<V> get(const K& key) const {
     const View v = checked_view();
     const std::uint64_t h = mixed_hash(key);
-    const std::uint32_t tag = static_cast<std::uint32_t>(h & 0xff);
+    const std::uint32_t want = tag_of(h) << Meta::kTagShift | Meta::kFull;
     std::uint32_t c = v.home(h);
     for (std::uint32_t step = 0; step < v.n_chunks; ++step) {
-      const detail::DictChunk& chunk = v.chunks[c];
-      for (std::uint32_t i = 0; i < detail::kDictChunkSlots; ++i) {
-        // acquire: pairs with the writer's publishing (release) store of this meta.
-        std::uint32_t m = chunk.meta[i].load(std::memory_order_acquire);
-        while (Meta::full(m) && Meta::tag(m) == tag) {
-          if (Meta::writing(m)) {
-            m = wait_stable(v, c, i);
-            continue;
-          }
-          Words<K> k;
-          detail::load_words(v.key_at(c, i), k.w, v.key_words);
-          std::atomic_thread_fence(std::memory_order_acquire);  // the copy above before the reload below
-          // relaxed: ordered after the copy by the fence; equal to m means the copy is m's.
-          const std::uint32_t m2 = chunk.meta[i].load(std::memory_order_relaxed);
-          if (m2 != m) {
-            m = m2;
-            continue;
-          }
-          if (!KeyEqual{}(k.get(), key)) break;
-          Words<V> out;
-          detail::load_words(v.value_at(c, i), out.w, v.value_words);
-          std::atomic_thread_fence(std::memory_order_acquire);
-          const std::uint32_t m3 = chunk.meta[i].load(std::memory_order_relaxed);
-          if (m3 == m) return out.get();
-          m = m3;  // rewritten meanwhile: re-validate the key too
-        }
+      // acquire: pairs with the writers' publishing (release) stores of metas and counts.
+      const auto scan = v.chunks[c].scan(want, std::memory_order_acquire);
+      for (std::uint32_t hits = scan.hits; hits != 0; hits &= hits - 1) {
+        const std::uint32_t i = static_cast<std::uint32_t>(std::countr_zero(hits));
+        Words<V> out;
+        if (read_entry(v, c, i, want, key, out)) return out.get();
       }
-      // acquire: an insert increments the counts on its path before publishing (release).
-      if (chunk.overflow.load(std::memory_order_acquire) == 0) return std::nullopt;
+      // (the count from the same scan: an insert increments it before publishing its key)
+      if (scan.overflow == 0) return std::nullopt;
       c = v.next(c);
     }
     return std::nullopt;
@@ -595,15 +658,14 @@ class Dict : private detail::DictCore {
         recount(v, &hash_words);
         continue;
       }
-      std::atomic<std::uint32_t>& meta = v.chunks[p.chunk].meta[p.slot];
+      detail::DictChunk& chunk = v.chunks[p.chunk];
       // relaxed: freeing publishes no data; a later filler's release fence orders this store
       // before its words (see the top of the file), and our unlock publishes it to writers.
-      meta.store(Meta::freed(meta.load(std::memory_order_relaxed)), std::memory_order_relaxed);
+      chunk.set(p.slot, Meta::freed(chunk.meta(p.slot, std::memory_order_relaxed)), std::memory_order_relaxed);
       for (std::uint32_t c = v.home(h); c != p.chunk; c = v.next(c)) {
-        std::atomic<std::uint32_t>& o = v.chunks[c].overflow;
-        const std::uint32_t n = o.load(std::memory_order_relaxed);
+        const std::uint32_t n = v.chunks[c].overflow(std::memory_order_relaxed);
         // relaxed: a count going down only shortens searches for keys that are gone.
-        if (n != 0) o.store(n - 1, std::memory_order_relaxed);
+        if (n != 0) v.chunks[c].set(detail::DictChunk::kOverflowLane, n - 1, std::memory_order_relaxed);
       }
       release_one();
       return true;
@@ -627,7 +689,7 @@ class Dict : private detail::DictCore {
     V current = value.get();
     fn(current);
     std::memcpy(value.w, &current, sizeof(V));
-    write_value_logged(v, p.chunk, p.slot, value.w);
+    rewrite(v, p.chunk, p.slot, value);
     return true;
   }
 
@@ -641,7 +703,7 @@ class Dict : private detail::DictCore {
     const View v = checked_view();
     for (std::uint32_t c = 0; c < v.n_chunks; ++c) {
       for (std::uint32_t i = 0; i < detail::kDictChunkSlots; ++i) {
-        std::uint32_t m = v.chunks[c].meta[i].load(std::memory_order_acquire);
+        std::uint32_t m = v.chunks[c].meta(i, std::memory_order_acquire);
         while (Meta::full(m)) {
           if (Meta::writing(m)) {
             m = wait_stable(v, c, i);
@@ -652,7 +714,7 @@ class Dict : private detail::DictCore {
           detail::load_words(v.key_at(c, i), k.w, v.key_words);
           detail::load_words(v.value_at(c, i), val.w, v.value_words);
           std::atomic_thread_fence(std::memory_order_acquire);
-          const std::uint32_t m2 = v.chunks[c].meta[i].load(std::memory_order_relaxed);
+          const std::uint32_t m2 = v.chunks[c].meta(i, std::memory_order_relaxed);
           if (m2 != m) {
             m = m2;
             continue;
@@ -679,7 +741,8 @@ class Dict : private detail::DictCore {
   /// A K or V as the 8-byte words a slot stores (tail bytes zero).
   template <class T>
   struct Words {
-    std::uint64_t w[detail::words_for(sizeof(T))];
+    static constexpr std::uint32_t kCount = detail::words_for(sizeof(T));
+    std::uint64_t w[kCount];
     Words() noexcept = default;
     explicit Words(const T& t) noexcept : w{} { std::memcpy(w, &t, sizeof(T)); }
     T get() const noexcept {
@@ -696,6 +759,57 @@ class Dict : private detail::DictCore {
 
   View checked_view() const { return view(sizeof(K), sizeof(V)); }
 
+  static std::uint32_t tag_of(std::uint64_t h) noexcept { return static_cast<std::uint32_t>(h & 0xff); }
+
+  /// Replaces the value of full slot (c, i); its stripe is held. A value of one word is one
+  /// atomic store — a reader sees the old or the new word, a death leaves one of them — so it
+  /// needs neither the redo log nor the odd/even phase; longer values go through both.
+  static void rewrite(const View& v, std::uint32_t c, std::uint32_t i, const Words<V>& value) noexcept {
+    if constexpr (Words<V>::kCount == 1) {
+      // release: a reader that copies this word and validates (acquire fence) sees what the
+      // updater wrote before it, as with the seqlock path.
+      std::atomic_ref<std::uint64_t>(*v.value_at(c, i)).store(value.w[0], std::memory_order_release);
+    } else {
+      write_value_logged(v, c, i, value.w);
+    }
+  }
+
+  /// The seqlock read of slot (c, i), which a snapshot showed full with our tag: true and the
+  /// value in `out` if it holds `key`. Copies the key, validates, compares (the user's == never
+  /// sees torn bytes), then copies the value and validates again; retries on any change.
+  bool read_entry(const View& v, std::uint32_t c, std::uint32_t i, std::uint32_t want, const K& key, Words<V>& out) const {
+    const detail::DictChunk& chunk = v.chunks[c];
+    // acquire: pairs with the release store that published this meta.
+    std::uint32_t m = chunk.meta(i, std::memory_order_acquire);
+    while ((m & Meta::kTagAndFull) == want) {
+      if (Meta::writing(m)) [[unlikely]] {
+        m = wait_stable(v, c, i);
+        continue;
+      }
+      Words<K> k;
+      detail::load_words(v.key_at(c, i), k.w, Words<K>::kCount);  // == v.key_words (validated)
+      if constexpr (kCopyValueWithKey) detail::load_words(v.value_at(c, i), out.w, Words<V>::kCount);
+      std::atomic_thread_fence(std::memory_order_acquire);  // the copies above before the reload below
+      // relaxed: ordered after the copies by the fence; equal to m means the copies are m's.
+      const std::uint32_t m2 = chunk.meta(i, std::memory_order_relaxed);
+      if (m2 != m) [[unlikely]] {
+        m = m2;
+        continue;
+      }
+      if (!KeyEqual{}(k.get(), key)) return false;
+      if constexpr (kCopyValueWithKey) return true;
+      detail::load_words(v.value_at(c, i), out.w, Words<V>::kCount);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      const std::uint32_t m3 = chunk.meta(i, std::memory_order_relaxed);
+      if (m3 == m) return true;
+      m = m3;  // rewritten meanwhile: re-validate the key too
+    }
+    return false;
+  }
+  /// Small values are copied with the key under one validation (a tag collision then wastes
+  /// the copy, ~1 lookup in 25); large ones only after the key matched.
+  static constexpr bool kCopyValueWithKey = sizeof(V) <= 32;
+
   static std::uint64_t mixed_hash(const K& key) { return detail::mix64(static_cast<std::uint64_t>(Hash{}(key))); }
   static std::uint64_t hash_words(const std::uint64_t* words) {
     K k;
@@ -706,34 +820,35 @@ class Dict : private detail::DictCore {
   /// With the span holding the home chunk: finds key (true; p = its slot), else false with p =
   /// the first free slot from home if `want_free`. Extends the span as the search goes.
   bool locked_find(Span& span, const View& v, std::uint64_t h, const K& key, Probe& p, bool want_free) const {
-    const std::uint32_t tag = static_cast<std::uint32_t>(h & 0xff);
+    const std::uint32_t want = tag_of(h) << Meta::kTagShift | Meta::kFull;
     const std::uint32_t home = v.home(h);
   restart:
     p = Probe{};
     bool searching = true;
     std::uint32_t c = home;
     for (std::uint32_t step = 0;;) {
-      const detail::DictChunk& chunk = v.chunks[c];
-      for (std::uint32_t i = 0; i < detail::kDictChunkSlots; ++i) {
-        // relaxed: we hold this chunk's stripe, the only writers' lock; its acquire ordered us.
-        const std::uint32_t m = chunk.meta[i].load(std::memory_order_relaxed);
-        if (Meta::full(m)) {
-          if (searching && Meta::tag(m) == tag) {
-            K k;
-            std::memcpy(static_cast<void*>(&k), v.key_at(c, i), sizeof(K));  // stable: only stripe holders write it
-            if (KeyEqual{}(k, key)) {
-              p.chunk = c;
-              p.slot = i;
-              return true;
-            }
+      // relaxed: we hold this chunk's stripe, the only writers' lock; its acquire ordered us.
+      const auto scan = v.chunks[c].scan(want, std::memory_order_relaxed);
+      if (searching) {
+        for (std::uint32_t hits = scan.hits; hits != 0; hits &= hits - 1) {
+          const std::uint32_t i = static_cast<std::uint32_t>(std::countr_zero(hits));
+          K k;
+          std::memcpy(static_cast<void*>(&k), v.key_at(c, i), sizeof(K));  // stable: only stripe holders write it
+          if (KeyEqual{}(k, key)) {
+            p.chunk = c;
+            p.slot = i;
+            return true;
           }
-        } else if (want_free && !p.have_free) {
+        }
+      }
+      if (want_free && !p.have_free) {
+        if (scan.free != 0) {
           p.chunk = c;
-          p.slot = i;
+          p.slot = static_cast<std::uint32_t>(std::countr_zero(scan.free));
           p.have_free = true;
         }
       }
-      if (searching && chunk.overflow.load(std::memory_order_relaxed) == 0) searching = false;
+      if (searching && scan.overflow == 0) searching = false;
       if (!searching && (p.have_free || !want_free)) return false;
       if (++step == v.n_chunks) {  // one full cycle
         if (want_free && !p.have_free) bad_image("Dict: no free slot although size() < capacity()");
@@ -747,9 +862,9 @@ class Dict : private detail::DictCore {
   /// Publishes (key, value) into the free slot p; stripes from home to p.chunk are held.
   static void fill(const View& v, std::uint64_t h, const Probe& p, const K& key, const V& value) noexcept {
     for (std::uint32_t c = v.home(h); c != p.chunk; c = v.next(c)) {
-      std::atomic<std::uint32_t>& o = v.chunks[c].overflow;
       // relaxed: the publishing release store below orders these before the key is visible.
-      o.store(o.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      v.chunks[c].set(detail::DictChunk::kOverflowLane, v.chunks[c].overflow(std::memory_order_relaxed) + 1,
+                      std::memory_order_relaxed);
     }
     // release fence: pairs with a reader's acquire fence if the reader, still holding the meta
     // of this slot's previous entry, copies any word stored below; it then sees the meta change.
@@ -758,10 +873,9 @@ class Dict : private detail::DictCore {
     const Words<V> val(value);
     detail::store_words(v.key_at(p.chunk, p.slot), k.w, v.key_words);
     detail::store_words(v.value_at(p.chunk, p.slot), val.w, v.value_words);
-    std::atomic<std::uint32_t>& meta = v.chunks[p.chunk].meta[p.slot];
+    detail::DictChunk& chunk = v.chunks[p.chunk];
     // release: readers that see the full meta (acquire) see the key, the value and the counts.
-    meta.store(Meta::filled(meta.load(std::memory_order_relaxed), static_cast<std::uint32_t>(h & 0xff)),
-               std::memory_order_release);
+    chunk.set(p.slot, Meta::filled(chunk.meta(p.slot, std::memory_order_relaxed), tag_of(h)), std::memory_order_release);
   }
 };
 
