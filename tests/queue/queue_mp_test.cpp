@@ -92,7 +92,7 @@ bool decode(const std::vector<std::byte>& m, std::size_t max, Stamp& out) {
 }
 
 /// Per-run shared results: producers' "put returned" counters and consumers' logs.
-struct Results {
+struct alignas(64) Results {
   static constexpr int kMaxProcs = 8;
   std::atomic<std::uint32_t> put_done[kMaxProcs];
   std::atomic<std::uint32_t> logged[kMaxProcs];

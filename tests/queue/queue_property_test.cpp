@@ -142,7 +142,7 @@ struct QueueSut {
       const Reply r = execute(*q, box->op, in);
       box->status = r.status;
       box->rlen = static_cast<std::uint32_t>(r.item.size());
-      std::memcpy(box->rdata, r.item.data(), r.item.size());
+      if (!r.item.empty()) std::memcpy(box->rdata, r.item.data(), r.item.size());
       box->size = r.size;
       box->empty = r.empty;
       box->full = r.full;
@@ -160,7 +160,7 @@ struct QueueSut {
     Mailbox* box = static_cast<Mailbox*>(mem->get()) + w;
     box->op = op;
     box->len = static_cast<std::uint32_t>(in.size());
-    std::memcpy(box->data, in.data(), in.size());
+    if (!in.empty()) std::memcpy(box->data, in.data(), in.size());
     const std::uint32_t n = box->request.load() + 1;
     box->request.store(n);
     box->request_lot.notify_all();
