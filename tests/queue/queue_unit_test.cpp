@@ -64,6 +64,20 @@ TEST(Queue, FifoAcrossManyLaps) {
   EXPECT_TRUE(q.empty());
 }
 
+TEST(Queue, ItemsNeedNotBeDefaultConstructible) {
+  struct Point {
+    explicit Point(int v) : x(v), y(-v) {}
+    int x, y;
+  };
+  static_assert(!std::is_default_constructible_v<Point> && std::is_trivially_copyable_v<Point>);
+  auto arena = make_arena();
+  auto& q = arena.make<mp::Queue<Point>>("points", 2);
+  q.put(Point(3));
+  EXPECT_EQ(q.get().y, -3);
+  q.put(Point(4));
+  EXPECT_EQ(q.try_get()->x, 4);
+}
+
 TEST(Queue, RejectsCapacityZeroAndHuge) {
   auto arena = make_arena();
   EXPECT_THROW(arena.make_anonymous<mp::Queue<int>>(0), mp::Error);

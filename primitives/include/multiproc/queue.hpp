@@ -108,6 +108,7 @@
 #include <multiproc/park.hpp>
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -529,9 +530,9 @@ class Queue {
   /// Takes the oldest item, blocking while the queue is empty. Throws Closed once the queue is
   /// closed and drained.
   T get() {
-    T out;
+    Raw out;
     if (get_impl(out, &kNever) != detail::Ring::Result::done) detail::Ring::throw_closed("Queue::get");
-    return out;
+    return std::bit_cast<T>(out);
   }
   /// The oldest item if there is one now (also after close, until drained), else nothing.
   std::optional<T> try_get() { return try_get_impl(nullptr); }
@@ -596,14 +597,20 @@ class Queue {
                slot_stride, d, [&item](std::byte* p) noexcept { std::memcpy(p, &item, sizeof(T)); }, "Queue::put") ==
            detail::Ring::Result::done;
   }
-  detail::Ring::Result get_impl(T& out, const Deadline* d) {
+  // The item's bytes: T need not be default-constructible, only trivially copyable.
+  struct Raw {
+    alignas(T) std::byte bytes[sizeof(T)];
+  };
+  static_assert(sizeof(Raw) == sizeof(T));
+
+  detail::Ring::Result get_impl(Raw& out, const Deadline* d) {
     return ring_.template consume<slot_stride>(
         slot_stride, d, [](const std::byte*) noexcept {},
-        [&out](const std::byte* p) noexcept { std::memcpy(&out, p, sizeof(T)); }, "Queue::get");
+        [&out](const std::byte* p) noexcept { std::memcpy(out.bytes, p, sizeof(T)); }, "Queue::get");
   }
   std::optional<T> try_get_impl(const Deadline* d) {
-    T out;
-    if (get_impl(out, d) == detail::Ring::Result::done) return out;
+    Raw out;
+    if (get_impl(out, d) == detail::Ring::Result::done) return std::bit_cast<T>(out);
     return std::nullopt;
   }
 };
