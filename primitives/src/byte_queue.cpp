@@ -75,7 +75,7 @@ detail::Ring::Result ByteQueue::get_impl(std::vector<std::byte>& out, const Dead
                                          "); it was dropped");
     if (n != 0) std::memcpy(out.data(), p + kHeader, n);
   };
-  return ring_.consume<0>(ring_.stride(), deadline, peek, drain, op);
+  return ring_.consume<0, true>(ring_.stride(), deadline, peek, drain, op);
 }
 
 void ByteQueue::put(std::span<const std::byte> message) {

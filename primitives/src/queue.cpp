@@ -163,22 +163,23 @@ bool Ring::await(bool producer, std::size_t stride, std::uint64_t at, bool block
   }
   std::atomic<std::uint64_t>& st = state_at(stride, index_of(at));
   auto changed = [&] { return st.load(std::memory_order_seq_cst) != seen || closed_.load(std::memory_order_seq_cst) != 0; };
+  if (first) {
+    // Spin (pause), then give the CPU away a few times before parking: with more processes than
+    // CPUs, the process this one waits for is often runnable on this very CPU, and a parked
+    // waiter costs every later put/get a FUTEX_WAKE. Bounded: ~kYieldRounds yields per wait.
+    // No clock read before this: a queue that is empty for a moment costs only the spin.
+    if (spin_until(changed)) return true;
+    for (int i = 0; i < kYieldRounds && !deadline.expired(); ++i) {
+      std::this_thread::yield();
+      if (changed()) return true;
+    }
+  }
   auto wake = clock::now() + kParkRecheck;
   const Kind k = kind_of(seen);
   if (k == kWriting || k == kReading) {
     // Behind a claim: normally released within a microsecond; watch for a dead claimant.
     if (check_stuck(stride, at, seen, watch)) return true;  // the first call starts the watch
     wake = std::min(wake, watch.next_check);
-  }
-  if (first) {
-    // Spin (pause), then give the CPU away a few times before parking: with more processes than
-    // CPUs, the process this one waits for is often runnable on this very CPU, and a parked
-    // waiter costs every later put/get a FUTEX_WAKE. Bounded: ~kYieldRounds yields per wait.
-    if (spin_until(changed)) return true;
-    for (int i = 0; i < kYieldRounds && !deadline.expired(); ++i) {
-      std::this_thread::yield();
-      if (changed()) return true;
-    }
   }
   lot.wait_until(changed, earliest(deadline, wake), false);
   return !deadline.expired() || changed();

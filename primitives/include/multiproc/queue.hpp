@@ -213,10 +213,10 @@ class alignas(kCacheLine) Ring {
   template <std::size_t kStride, class Fill>
   Result produce(std::size_t stride, const Deadline* deadline, Fill&& fill, const char* op);
 
-  /// Gets one item. `peek(const std::byte* payload)` runs before the claim on an item that is
-  /// there (may throw: nothing is claimed yet); `drain(const std::byte* payload)` after it (it
+  /// Gets one item. With kPeeks, `peek(const std::byte* payload)` runs before the claim on an
+  /// item that is there (may throw: nothing is claimed yet); `drain(const std::byte* payload)` after it (it
   /// may throw only Error(bad_message), after which the slot is recycled and the item dropped).
-  template <std::size_t kStride, class Peek, class Drain>
+  template <std::size_t kStride, bool kPeeks, class Peek, class Drain>
   Result consume(std::size_t stride, const Deadline* deadline, Peek&& peek, Drain&& drain, const char* op);
 
   void close() noexcept;
@@ -394,7 +394,7 @@ Ring::Result Ring::produce(std::size_t stride_rt, const Deadline* deadline, Fill
   }
 }
 
-template <std::size_t kStride, class Peek, class Drain>
+template <std::size_t kStride, bool kPeeks, class Peek, class Drain>
 Ring::Result Ring::consume(std::size_t stride_rt, const Deadline* deadline, Peek&& peek, Drain&& drain, const char* op) {
   const std::size_t stride = kStride ? kStride : stride_rt;
   StuckWatch local;
@@ -409,30 +409,37 @@ Ring::Result Ring::consume(std::size_t stride_rt, const Deadline* deadline, Peek
       std::atomic<std::uint64_t>& st = state_at(stride, index_of(at));
       const std::uint32_t lap = lap_of(at);
       const std::uint64_t full = make_state(lap, kFull);
-      // Acquire: pairs with the publish CAS, so peek reads a complete item.
-      std::uint64_t s = st.load(std::memory_order_acquire);
-      if (s == full) {
-        peek(static_cast<const std::byte*>(payload_at(stride, index_of(at))));
-        const std::uint64_t mine = make_state(lap, kReading, my_tid());
-        // Acquire on success (the item's bytes); relaxed on failure: s only steers the scan.
-        if (st.compare_exchange_strong(s, mine, std::memory_order_acquire, std::memory_order_relaxed)) {
-          advance_hint(head_, next(at));
-          try {
-            drain(static_cast<const std::byte*>(payload_at(stride, index_of(at))));
-          } catch (...) {
-            abandon(stride, at, mine);  // a corrupt item: recycle the slot, drop the item
-            throw;
-          }
-          std::uint64_t r = mine;
-          if (!st.compare_exchange_strong(r, make_state(lap + 1, kEmpty), std::memory_order_seq_cst)) [[unlikely]]
-            throw_lost(op);
-          not_full_.notify_one();
-          // seq_cst: task_done's check reads it; the item is ours now, count it as got.
-          if (flags_ & kJoinable) got_.fetch_add(1, std::memory_order_seq_cst);
-          return Result::done;
-        }
-        continue;  // lost the race for this item: look at what is there now
+      const std::uint64_t mine = make_state(lap, kReading, my_tid());
+      std::uint64_t s = full;
+      bool claimed;
+      // Acquire on success: pairs with the publish CAS, so peek and drain read a complete item.
+      // Relaxed on failure: s then only steers the scan.
+      if constexpr (kPeeks) {
+        s = st.load(std::memory_order_acquire);
+        claimed = s == full && (peek(static_cast<const std::byte*>(payload_at(stride, index_of(at)))),
+                                st.compare_exchange_strong(s, mine, std::memory_order_acquire, std::memory_order_relaxed));
+      } else {
+        // No peek: claim optimistically, one read-for-ownership of the slot's line instead of a
+        // shared read and then an upgrade.
+        claimed = st.compare_exchange_strong(s, mine, std::memory_order_acquire, std::memory_order_relaxed);
       }
+      if (claimed) {
+        advance_hint(head_, next(at));
+        try {
+          drain(static_cast<const std::byte*>(payload_at(stride, index_of(at))));
+        } catch (...) {
+          abandon(stride, at, mine);  // a corrupt item: recycle the slot, drop the item
+          throw;
+        }
+        std::uint64_t r = mine;
+        if (!st.compare_exchange_strong(r, make_state(lap + 1, kEmpty), std::memory_order_seq_cst)) [[unlikely]]
+          throw_lost(op);
+        not_full_.notify_one();
+        // seq_cst: task_done's check reads it; the item is ours now, count it as got.
+        if (flags_ & kJoinable) got_.fetch_add(1, std::memory_order_seq_cst);
+        return Result::done;
+      }
+      // Not claimed: s is what the slot holds (never `full`: a lost race shows the winner's claim).
       const std::int64_t d = phase_diff(s, std::uint64_t{lap} * 4 + kFull);
       if (d < 0 || --budget == 0) {
         blocked = d < 0;
@@ -604,7 +611,7 @@ class Queue {
   static_assert(sizeof(Raw) == sizeof(T));
 
   detail::Ring::Result get_impl(Raw& out, const Deadline* d) {
-    return ring_.template consume<slot_stride>(
+    return ring_.template consume<slot_stride, false>(
         slot_stride, d, [](const std::byte*) noexcept {},
         [&out](const std::byte* p) noexcept { std::memcpy(out.bytes, p, sizeof(T)); }, "Queue::get");
   }
