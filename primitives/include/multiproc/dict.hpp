@@ -19,35 +19,40 @@
 //
 // The table. Open addressing over chunks of 15 slots (Folly F14's scheme). A key's hash picks a
 // home chunk (Lemire's multiply-shift, so any chunk count works) and an 8-bit tag. Per chunk,
-// one 64-byte line holds the 15 slot meta words and an `overflow` count; keys and values sit in
-// a separate array (slot-major, each rounded up to 8-byte words). A key lives in the first chunk
-// from its home (cyclically) that had a free slot when it was inserted; `overflow[c]` counts the
-// keys whose home is before chunk c and which live after it. A search scans one chunk's 15 tags
-// and stops at the first chunk whose overflow is 0: usually one meta line and one key line.
-// Erasing frees the slot at once (no tombstones) and decrements the overflow counts it had
-// incremented. Entries never move once written: this is what lets readers go without locks and
-// lets for_each pass every entry exactly once. Chunks = ceil(capacity * 4 / 45), i.e. the table
-// is at most 3/4 full at capacity.
+// one 64-byte line holds 16 32-bit lanes in 8 atomic 64-bit words: the 15 slot metas and an
+// `overflow` count. Keys and values sit in a separate array (each rounded up to 8-byte words).
+// A key lives in the first chunk from its home (cyclically) that had a free slot when it was
+// inserted; `overflow[c]` counts the keys whose home is before chunk c and which live after it.
+// A search loads a chunk's 8 words and compares all 15 tags at once (SSE2: four 4-lane
+// compares), and stops at the first chunk whose overflow is 0: usually one meta line and one
+// key line. Erasing frees the slot at once (no tombstones) and decrements the overflow counts
+// it had incremented. Entries never move once written: this is what lets readers go without
+// locks and lets for_each pass every entry exactly once. Chunks = ceil(capacity * 4 / 45), so
+// the table is at most 3/4 full at capacity.
 //
-// Readers: a seqlock per slot, in the slot's 32-bit meta word:
+// Readers: a seqlock per slot, in the slot's meta lane:
 //     bit 0 full | bits 1..23 version (odd: value being rewritten) | bits 24..31 tag.
-//   A reader loads the meta (acquire), copies the key (and then the value) out of the slot with
-//   relaxed atomic 8-byte loads (std::atomic_ref — so a copy racing a writer is not a data race
-//   in the C++ model, just a stale copy), issues an acquire fence and reloads the meta (relaxed).
-//   Equal metas mean the copy is a snapshot; otherwise it retries that slot. A writer that
-//   rewrites a value stores the odd meta (relaxed), issues a release fence, stores the words
-//   (relaxed) and stores the next even meta (release). This is the fence-based seqlock of
-//   Boehm, "Can seqlocks get along with programming language memory models?" (MSPC 2012): if a
-//   reader's relaxed load sees any word the writer stored after its release fence, the reader's
-//   acquire fence synchronizes with that fence, so the reader's reload sees the odd meta or a
-//   later one and the copy is rejected. Filling a free slot needs no odd phase: readers copy
-//   only from full slots, and the store that freed the slot happened before the filler's
-//   release fence (through the stripe lock), so a reader still holding the old full meta fails
-//   its reload in the same way. The user's == runs only on validated copies, never on torn
-//   bytes. A version is 23 bits: a reader would have to stall across exactly 2^23 rewrites of
-//   one slot to be fooled (the usual seqlock caveat). A reader that sees an odd meta for longer
-//   than a short spin checks the slot's stripe with try_lock: if its holder is dead the reader
-//   repairs the stripe (below), otherwise it yields and retries.
+//   A reader loads the meta (acquire), copies the key and value out of the slot with 8-byte
+//   acquire loads through std::atomic_ref (so a copy racing a writer is not a data race in the
+//   C++ model, only a stale or mixed copy), then reloads the meta (relaxed; the acquire loads
+//   keep it after them). Equal metas mean the copy is a snapshot; otherwise it retries the slot.
+//   A writer that rewrites a value stores the odd meta (relaxed), the words (release) and the
+//   next even meta (release). If any word a reader copied was stored by the writer, the
+//   reader's acquire load synchronizes with that release store, so the odd meta (sequenced
+//   before it) is visible to the reader's reload: the copy is rejected. This is Boehm's
+//   seqlock argument ("Can seqlocks get along with programming language memory models?",
+//   MSPC 2012) with per-word acquire/release instead of standalone fences: plain moves on
+//   x86-64, and modelled by ThreadSanitizer. Filling a free slot needs no odd phase: readers
+//   copy only from full slots, and the store that freed the slot happened before the filler's
+//   release stores (through the stripe lock), so a reader still holding the old full meta
+//   fails its reload the same way. A value of one word is rewritten by a single release store
+//   and no odd phase at all: a reader sees the old or the new word. The user's == runs only
+//   on validated copies, never on torn bytes. A version is 23 bits: a reader would have to
+//   stall across exactly 2^23 rewrites of one slot to be fooled (the usual seqlock caveat). A
+//   reader that sees an odd meta for longer than a short spin checks the slot's stripe with
+//   try_lock: if its holder is dead the reader repairs the stripe (below), otherwise it yields
+//   and retries. get and for_each synchronize like locks do: a get that returns a value
+//   written by insert/update happens after that write.
 //
 // Writers: striped robust locks. Chunk c is guarded by stripe c: a core RobustMutex (48 bytes,
 //   in a 64-byte line of its own, away from the readers' lines) plus a one-entry redo log. A
@@ -68,11 +73,14 @@
 //     before the store leaves the slot free; counts are then too high, which only lengthens
 //     searches.
 //   * erase: one meta store frees the slot; then the path's overflow counts are decremented.
-//   * update / insert_or_assign of an existing key: the new value is written to the stripe's
-//     redo log and the log marked active (release) before the slot's odd/even rewrite, and
-//     cleared after it. The next locker of a stripe whose holder died (owner_dead) — writer or
-//     reader — replays an active log with the same seqlock protocol (idempotent), and so does a
-//     recoverer of a recoverer.
+//   * update / insert_or_assign of an existing key: a one-word value is one atomic store.
+//     A longer one is first written to the stripe's redo log, the log marked active (release),
+//     then the slot rewritten (odd/even), then the log cleared. The next locker of a stripe
+//     whose holder died (owner_dead) — writer or reader — replays an active log with the same
+//     seqlock protocol (idempotent), and so does a recoverer of a recoverer.
+//   * A process killed at capacity may leave size one too high before anyone has locked its
+//     stripe; an insert that finds the Dict full therefore try_locks every stripe (repairing
+//     dead ones) before it throws out_of_memory, so capacity stays exact after deaths too.
 //   Size and overflow counts may be left too high by a death. So every owner_dead marks the
 //   Dict "recount pending"; the next insert/erase/size() performs a recount: it sets a freeze
 //   flag, locks and unlocks every stripe once (draining writes in flight; later writers see the
@@ -81,12 +89,16 @@
 //   throughout) and clears the flag. The recount runs under its own robust lock; one that dies
 //   is redone by the next. Recounts happen only after deaths.
 //
-// Validation. The Dict object holds its immutable geometry (chunk count, key/value sizes, table
-// offset and size) and a 64-bit check word over them; every call verifies magic and check
-// before computing any address, so a corrupted header is Error(bad_arena). Everything derived
-// from mutable shared state is bounded: chunk indexes are reduced modulo the chunk count, log
-// slot numbers are range-checked, searches stop after one full cycle, overflow counts are never
-// trusted to be exact.
+// Validation. The Dict object's first 64 bytes hold its immutable geometry (chunk count,
+// key/value sizes, table offset and size) and a check word chosen so that the eight words XOR
+// to a constant; every call verifies that, the magic and the key/value sizes (about twenty
+// instructions) before computing any address, so a corrupted header is Error(bad_arena).
+// Everything derived from mutable shared state is bounded: chunk indexes are reduced modulo
+// the chunk count, log slot numbers are range-checked, searches stop after one full cycle,
+// overflow counts are never trusted to be exact, a size above capacity triggers a recount and
+// a recount that finds more entries than capacity is bad_arena. The check catches stray writes
+// and torn images; it is not a defence against a malicious process, which can write anything
+// anywhere in a mapping it shares.
 //
 // Layout. The Dict object (192 bytes, standard layout, no pointers) lives in the Arena (or any
 // MAP_SHARED mapping) and stores the table's position as an offset from itself. The table is
@@ -263,15 +275,19 @@ struct alignas(64) DictStripe {
 };
 static_assert(sizeof(DictStripe) == 64, "a stripe is one cache line, apart from the readers' lines");
 
-/// Word-wise copies between a slot (shared) and private memory. Relaxed atomic 8-byte accesses:
-/// racing a writer is then not a data race, and the seqlock decides whether the copy is kept.
+/// Word-wise copies between a slot (shared) and private memory, as 8-byte atomic accesses: a
+/// copy racing a writer is then not a data race, just a stale or mixed copy that the seqlock
+/// rejects. Loads are acquire and stores release (plain moves on x86-64): a reader whose load
+/// sees a word that a writer stored synchronizes with that store, so everything the writer did
+/// before it — the odd meta, or the meta change that freed the slot — is visible to the
+/// reader's meta reload that follows, and the copy is rejected. (The same argument as
+/// Boehm's fence-based seqlock, without standalone fences, which ThreadSanitizer cannot model.)
 inline void load_words(const std::uint64_t* src, std::uint64_t* dst, std::uint32_t n) noexcept {
   for (std::uint32_t i = 0; i < n; ++i)
-    dst[i] = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(src[i])).load(std::memory_order_relaxed);
+    dst[i] = std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(src[i])).load(std::memory_order_acquire);
 }
 inline void store_words(std::uint64_t* dst, const std::uint64_t* src, std::uint32_t n) noexcept {
-  for (std::uint32_t i = 0; i < n; ++i)
-    std::atomic_ref<std::uint64_t>(dst[i]).store(src[i], std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < n; ++i) std::atomic_ref<std::uint64_t>(dst[i]).store(src[i], std::memory_order_release);
 }
 
 constexpr std::uint32_t words_for(std::size_t bytes) noexcept { return static_cast<std::uint32_t>((bytes + 7) / 8); }
@@ -481,9 +497,8 @@ class DictCore {
     DictChunk& chunk = v.chunks[c];
     const std::uint32_t m = chunk.meta(i, std::memory_order_relaxed);  // we are its only writer
     const std::uint32_t even = m & DictMeta::kWriting ? DictMeta::advance(m, 1) : m;  // (a replay after a death)
+    // relaxed: the release stores of the words below carry it to any reader that sees one.
     chunk.set(i, DictMeta::advance(even, 1), std::memory_order_relaxed);  // odd
-    // release fence: a reader that sees any word below sees the odd meta (or later) on reload.
-    std::atomic_thread_fence(std::memory_order_release);
     store_words(v.value_at(c, i), value, v.value_words);
     chunk.set(i, DictMeta::advance(even, 2), std::memory_order_release);  // even: published
   }
@@ -659,7 +674,7 @@ class Dict : private detail::DictCore {
         continue;
       }
       detail::DictChunk& chunk = v.chunks[p.chunk];
-      // relaxed: freeing publishes no data; a later filler's release fence orders this store
+      // relaxed: freeing publishes no data; a later filler's release stores order this store
       // before its words (see the top of the file), and our unlock publishes it to writers.
       chunk.set(p.slot, Meta::freed(chunk.meta(p.slot, std::memory_order_relaxed)), std::memory_order_relaxed);
       for (std::uint32_t c = v.home(h); c != p.chunk; c = v.next(c)) {
@@ -711,9 +726,8 @@ class Dict : private detail::DictCore {
           }
           Words<K> k;
           Words<V> val;
-          detail::load_words(v.key_at(c, i), k.w, v.key_words);
+          detail::load_words(v.key_at(c, i), k.w, v.key_words);  // acquire loads: the reload stays after them
           detail::load_words(v.value_at(c, i), val.w, v.value_words);
-          std::atomic_thread_fence(std::memory_order_acquire);
           const std::uint32_t m2 = v.chunks[c].meta(i, std::memory_order_relaxed);
           if (m2 != m) {
             m = m2;
@@ -766,8 +780,7 @@ class Dict : private detail::DictCore {
   /// needs neither the redo log nor the odd/even phase; longer values go through both.
   static void rewrite(const View& v, std::uint32_t c, std::uint32_t i, const Words<V>& value) noexcept {
     if constexpr (Words<V>::kCount == 1) {
-      // release: a reader that copies this word and validates (acquire fence) sees what the
-      // updater wrote before it, as with the seqlock path.
+      // release: a reader that copies this word (acquire) sees what the updater wrote before.
       std::atomic_ref<std::uint64_t>(*v.value_at(c, i)).store(value.w[0], std::memory_order_release);
     } else {
       write_value_logged(v, c, i, value.w);
@@ -789,8 +802,7 @@ class Dict : private detail::DictCore {
       Words<K> k;
       detail::load_words(v.key_at(c, i), k.w, Words<K>::kCount);  // == v.key_words (validated)
       if constexpr (kCopyValueWithKey) detail::load_words(v.value_at(c, i), out.w, Words<V>::kCount);
-      std::atomic_thread_fence(std::memory_order_acquire);  // the copies above before the reload below
-      // relaxed: ordered after the copies by the fence; equal to m means the copies are m's.
+      // relaxed: the acquire loads above keep it after them; equal to m means the copies are m's.
       const std::uint32_t m2 = chunk.meta(i, std::memory_order_relaxed);
       if (m2 != m) [[unlikely]] {
         m = m2;
@@ -799,7 +811,6 @@ class Dict : private detail::DictCore {
       if (!KeyEqual{}(k.get(), key)) return false;
       if constexpr (kCopyValueWithKey) return true;
       detail::load_words(v.value_at(c, i), out.w, Words<V>::kCount);
-      std::atomic_thread_fence(std::memory_order_acquire);
       const std::uint32_t m3 = chunk.meta(i, std::memory_order_relaxed);
       if (m3 == m) return true;
       m = m3;  // rewritten meanwhile: re-validate the key too
@@ -866,9 +877,8 @@ class Dict : private detail::DictCore {
       v.chunks[c].set(detail::DictChunk::kOverflowLane, v.chunks[c].overflow(std::memory_order_relaxed) + 1,
                       std::memory_order_relaxed);
     }
-    // release fence: pairs with a reader's acquire fence if the reader, still holding the meta
-    // of this slot's previous entry, copies any word stored below; it then sees the meta change.
-    std::atomic_thread_fence(std::memory_order_release);
+    // The words are release stores: a reader still holding the meta of this slot's previous
+    // entry that copies any of them sees, on its reload, the meta change that freed the slot.
     const Words<K> k(key);
     const Words<V> val(value);
     detail::store_words(v.key_at(p.chunk, p.slot), k.w, v.key_words);
