@@ -13,6 +13,12 @@
 // Numbers are noisy on a shared machine: compare the ratios of one run, not runs of a day.
 //   ./build/bench/bench-dict --benchmark_min_time=0.2
 //   BENCH_DICT_NO_PYTHON=1 skips the Python peer (~10 s).
+// "procs:2" only means something if both processes get a CPU each. With autogroup scheduling
+// (sched_autogroup_enabled=1) a session's processes share one group's CPU share, whatever
+// their nice values: on a box busy with other sessions the two processes then time-slice one
+// CPU share and the 2-process rows measure the scheduler. Check /proc/self/autogroup; as root,
+// `echo -10 > /proc/self/autogroup` in the shell that runs the benchmark (and 0 after) gives the
+// session the CPUs for the run.
 #include <multiproc/arena.hpp>
 #include <multiproc/dict.hpp>
 #include <multiproc/park.hpp>
