@@ -25,6 +25,8 @@ Error invalid(const std::string& what) { return Error(std::make_error_code(std::
 // Yields before parking, after the pause-spin (see Ring::await). Measured on 2 vCPUs, 2P2C
 // unpinned: 0 -> 2 M items/s (a FUTEX_WAKE per item), 16 -> 14 M/s, 64 -> 14 M/s.
 constexpr int kYieldRounds = 16;
+constexpr auto kLongYield = std::chrono::microseconds(30);
+constexpr int kYieldBackoff = 64;
 
 Deadline earliest(const Deadline& d, clock::time_point t) noexcept {
   return d.time_point() <= t ? d : Deadline::at(t);
@@ -166,12 +168,25 @@ bool Ring::await(bool producer, std::size_t stride, std::uint64_t at, bool block
   if (first) {
     // Spin (pause), then give the CPU away a few times before parking: with more processes than
     // CPUs, the process this one waits for is often runnable on this very CPU, and a parked
-    // waiter costs every later put/get a FUTEX_WAKE. Bounded: ~kYieldRounds yields per wait.
+    // waiter costs every later put/get a FUTEX_WAKE. Bounded: at most kYieldRounds yields.
     // No clock read before this: a queue that is empty for a moment costs only the spin.
     if (spin_until(changed)) return true;
-    for (int i = 0; i < kYieldRounds && !deadline.expired(); ++i) {
-      std::this_thread::yield();
-      if (changed()) return true;
+    // A yield that took long and did not help means an unrelated process got this CPU for a
+    // slice: parking would have been better (a wake-up preempts it; a yielded waiter waits for
+    // the slice to end). Then this thread parks straight away for its next kYieldBackoff waits.
+    thread_local int skip_yields = 0;
+    if (skip_yields > 0) {
+      --skip_yields;
+    } else {
+      for (int i = 0; i < kYieldRounds && !deadline.expired(); ++i) {
+        const auto before = clock::now();
+        std::this_thread::yield();
+        if (changed()) return true;
+        if (clock::now() - before > kLongYield) {
+          skip_yields = kYieldBackoff;
+          break;
+        }
+      }
     }
   }
   auto wake = clock::now() + kParkRecheck;

@@ -14,7 +14,9 @@
 //   * Blocking only when full (put) or empty (get): spin briefly (pause), then yield the CPU up
 //     to 16 times (with more processes than CPUs the peer we wait for is often runnable right
 //     here; parking instead would cost it a FUTEX_WAKE per item: 2P2C on 2 vCPUs went from
-//     2 M to 14 M items/s), then park on a futex word (core ParkingLot: one for "not empty", one
+//     2 M to 14 M items/s; a yield that took > 30 µs without helping — an unrelated process got
+//     the CPU — turns yielding off for the thread's next 64 waits, since a parked waiter is woken
+//     sooner than a yielded one gets its CPU back), then park on a futex word (core ParkingLot: one for "not empty", one
 //     for "not full", each with a sleeper count). A parked waiter uses no CPU until notified
 //     (and wakes on its own every kParkRecheck to re-check, ~0.3 ms of CPU per parked second).
 //     try_x never blocks; try_x_for / try_x_until give up at one absolute steady-clock deadline.
