@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef SYS_pidfd_open
@@ -41,6 +42,21 @@ bool pidfd_wait(int pidfd, const Deadline& deadline) noexcept {
       continue;  // woke a little early: recompute the remainder
     }
     if (errno != EINTR) return false;
+  }
+}
+
+ReapResult pidfd_reap(int pidfd, int& code, bool block) noexcept {
+  for (;;) {
+    siginfo_t info{};
+    const int rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
+                            WEXITED | (block ? 0 : WNOHANG));
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      return ReapResult::error;
+    }
+    if (info.si_pid == 0) return ReapResult::running;  // WNOHANG and not ended yet
+    code = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
+    return ReapResult::reaped;
   }
 }
 

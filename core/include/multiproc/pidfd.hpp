@@ -23,6 +23,18 @@ int pidfd_send_signal(int pidfd, int sig) noexcept;
 /// Restarts on EINTR against the same deadline. Does not reap it.
 bool pidfd_wait(int pidfd, const Deadline& deadline = Deadline::never()) noexcept;
 
+/// What pidfd_reap found.
+enum class ReapResult {
+  reaped,   // the child had ended; it is reaped now and `code` holds its status
+  running,  // the child is still running (only when block is false); nothing changed
+  error,    // waitid failed (errno): ECHILD when it is not our child or someone else reaped it
+};
+
+/// Reaps the ended child behind `pidfd` (waitid(P_PIDFD, WEXITED), Linux 5.4+) and stores its
+/// status in `code`: N for exit(N), -N when signal N ended it. block=false adds WNOHANG; with
+/// block=true it waits (restarting on EINTR). Only the child's parent process can reap it.
+ReapResult pidfd_reap(int pidfd, int& code, bool block = false) noexcept;
+
 /// Snapshot: does a process with this PID exist (a zombie counts as existing)? For liveness
 /// checks of a peer recorded by PID in shared memory, where a false "alive" only delays
 /// recovery. Prefer a pidfd where one can be held.
