@@ -8,6 +8,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_util.hpp"
+
 #include <atomic>
 #include <csignal>
 #include <linux/futex.h>
@@ -21,11 +23,7 @@ namespace mp = multiproc;
 
 namespace {
 
-template <class T>
-T* shared_new() {
-  void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  return new (p) T();
-}
+using bench::shared_new;
 
 void BM_Syscall_getppid(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(syscall(SYS_getppid));
@@ -51,31 +49,8 @@ struct PingPong {
   mp::ParkingLot lot;
 };
 
-// Raw futex: sleep immediately whenever it is not our turn (the floor for a parked hand-off).
-void BM_RoundTrip_RawFutex(benchmark::State& state) {
-  auto* s = shared_new<PingPong>();
-  const pid_t child = fork();
-  if (child == 0) {
-    for (;;) {
-      while (s->turn.load() != 1) {
-        if (s->stop.load()) _exit(0);
-        mp::futex_wait(s->turn, 0);
-      }
-      s->turn.store(0);
-      mp::futex_wake(s->turn, 1);
-    }
-  }
-  for (auto _ : state) {
-    s->turn.store(1);
-    mp::futex_wake(s->turn, 1);
-    while (s->turn.load() != 0) mp::futex_wait(s->turn, 1);
-  }
-  s->stop.store(1);
-  s->turn.store(1);
-  mp::futex_wake(s->turn, 1);
-  waitpid(child, nullptr, 0);
-  munmap(s, sizeof *s);
-}
+// The floor: a raw futex that sleeps immediately whenever it is not its turn.
+void BM_RoundTrip_RawFutex(benchmark::State& state) { bench::raw_futex_ping_pong(state); }
 BENCHMARK(BM_RoundTrip_RawFutex)->UseRealTime();
 
 // ParkingLot: spin briefly, then park; notify only when someone sleeps.

@@ -39,6 +39,8 @@
 #include <boost/interprocess/sync/interprocess_mutex.hpp>
 #include <boost/interprocess/sync/interprocess_semaphore.hpp>
 
+#include "bench_util.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -60,29 +62,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// ---- shared memory and partner processes ----------------------------------------------------
-
-template <class T>
-T* shared_new() {
-  void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  return new (p) T();
-}
-template <class T>
-void shared_delete(T* p) {
-  p->~T();
-  ::munmap(p, sizeof(T));
-}
-
-template <class F>
-pid_t fork_partner(F f) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    f();
-    ::_exit(0);
-  }
-  return pid;
-}
+using bench::fork_partner;
+using bench::shared_delete;
+using bench::shared_new;
 
 std::int64_t now_ns() {
   timespec ts;
@@ -238,33 +220,7 @@ void BM_Handoff(benchmark::State& state) {
 // ---- ping-pong round trips -------------------------------------------------------------------
 
 // The floor: sleep on the futex whenever it is not our turn, wake unconditionally.
-void BM_PingPong_RawFutex(benchmark::State& state) {
-  struct S {
-    std::atomic<std::uint32_t> turn{0};
-    std::atomic<std::uint32_t> stop{0};
-  };
-  auto* s = shared_new<S>();
-  const pid_t child = fork_partner([s] {
-    for (;;) {
-      while (s->turn.load() != 1) {
-        if (s->stop.load()) return;
-        mp::futex_wait(s->turn, 0);
-      }
-      s->turn.store(0);
-      mp::futex_wake(s->turn, 1);
-    }
-  });
-  for (auto _ : state) {
-    s->turn.store(1);
-    mp::futex_wake(s->turn, 1);
-    while (s->turn.load() != 0) mp::futex_wait(s->turn, 1);
-  }
-  s->stop.store(1);
-  s->turn.store(1);
-  mp::futex_wake(s->turn, 1);
-  ::waitpid(child, nullptr, 0);
-  shared_delete(s);
-}
+void BM_PingPong_RawFutex(benchmark::State& state) { bench::raw_futex_ping_pong(state); }
 
 void BM_PingPong_MpEvent(benchmark::State& state) {
   struct S {
