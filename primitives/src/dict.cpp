@@ -33,7 +33,7 @@ struct Geometry {
 Geometry dict_geometry(std::size_t key_size, std::size_t value_size, std::size_t capacity) {
   const std::uint64_t kw = words_for(key_size), vw = words_for(value_size);
   const std::uint64_t cap = capacity;
-  if (cap > (std::uint64_t{1} << 40) || kw > (1u << 24) || vw > (1u << 24))
+  if (cap >= (std::uint64_t{1} << 32) || kw > (1u << 24) || vw > (1u << 24))
     throw Error(errc::out_of_memory, "Dict: capacity " + std::to_string(capacity) + " of " +
                                          std::to_string(key_size) + "+" + std::to_string(value_size) +
                                          "-byte entries is too large to address");
@@ -220,7 +220,7 @@ bool DictCore::find_dead_stripes(const View& v) const {
 
 void DictCore::suspect_size() const noexcept {
   // A size above capacity is impossible: only a corrupted image has one. Recount it.
-  if (size_.load(std::memory_order_relaxed) > capacity_) size_dirty_.store(1, std::memory_order_release);
+  if (count_of(size_.load(std::memory_order_relaxed)) > capacity_) size_dirty_.store(1, std::memory_order_release);
 }
 
 void DictCore::recount(const View& v, KeyHashFn hash) const {
@@ -269,7 +269,7 @@ void DictCore::recount(const View& v, KeyHashFn hash) const {
     v.chunks[c].set(DictChunk::kOverflowLane, overflow[c], std::memory_order_relaxed);
     unlock_stripe(v, c);
   }
-  size_.store(entries, std::memory_order_relaxed);
+  size_.store(entries, std::memory_order_relaxed);  // nothing in flight: writers are drained and frozen
   size_dirty_.store(0, std::memory_order_release);
   frozen_.store(0, std::memory_order_seq_cst);
 }
@@ -280,6 +280,21 @@ std::size_t DictCore::size_impl(std::size_t key_size, std::size_t value_size, Ke
     v = view(key_size, value_size);
   } catch (...) {
     return 0;
+  }
+  // Inserts and erases in flight: live ones land within nanoseconds; a unit that stays may be
+  // a dead writer's, whose stripe nobody has locked since. Look for one, then recount.
+  if (size_.load(std::memory_order_relaxed) >= kInFlight) {
+    bool landed = false;
+    for (int k = 0; k < 4 * kSpinIterations && !landed; ++k) {
+      landed = size_.load(std::memory_order_relaxed) < kInFlight;
+      cpu_relax();
+    }
+    if (!landed) {
+      try {
+        (void)find_dead_stripes(v);
+      } catch (...) {  // a corrupted stripe: the stored count stands
+      }
+    }
   }
   suspect_size();
   if (recount_pending()) {

@@ -446,31 +446,45 @@ class DictCore {
     // stripe locks we hold (the recount locks every stripe after setting it).
     return (size_dirty_.load(std::memory_order_acquire) | frozen_.load(std::memory_order_acquire)) != 0;
   }
-  /// Takes one unit of size; false at capacity.
+  // size_ packs two counters: the entries (low 32 bits) and the inserts/erases between their
+  // size change and their slot change (high 32 bits, "in flight"). A writer killed in that
+  // window leaves its in-flight unit behind, so size() can tell that the count may be off by
+  // the dead writer's entry before anyone has locked its stripe (see size_impl).
+  static constexpr std::uint64_t kInFlight = std::uint64_t{1} << 32;
+  static constexpr std::uint64_t count_of(std::uint64_t s) noexcept { return s & 0xffffffffu; }
+
+  /// insert: takes one unit of size and one in flight; false at capacity.
   bool try_reserve_one() noexcept {
     std::uint64_t s = size_.load(std::memory_order_relaxed);
     do {
-      if (s >= capacity_) [[unlikely]]
+      if (count_of(s) >= capacity_) [[unlikely]]
         return false;
       // relaxed: size_ orders nothing; it is a counter whose exactness the stripe locks and the
       // recount's freeze protocol guarantee.
-    } while (!size_.compare_exchange_weak(s, s + 1, std::memory_order_relaxed, std::memory_order_relaxed));
+    } while (!size_.compare_exchange_weak(s, s + 1 + kInFlight, std::memory_order_relaxed, std::memory_order_relaxed));
     return true;
   }
-  /// At capacity: a process that died holding a stripe may have left size_ one too high
-  /// without anyone noticing yet. try_locks every stripe (repairing dead ones) and says
-  /// whether a recount is now due. Call with no stripe held. O(chunks): the full path only.
+  /// insert, once the entry is published: the unit is no longer in flight.
+  void inserted() noexcept { size_.fetch_sub(kInFlight, std::memory_order_relaxed); }
+  /// erase, before the slot is freed.
+  void erasing() noexcept { size_.fetch_add(kInFlight, std::memory_order_relaxed); }
+  /// erase, once the slot is freed: one entry less, nothing in flight.
+  void erased() noexcept {
+    std::uint64_t s = size_.load(std::memory_order_relaxed);
+    while (!size_.compare_exchange_weak(s, s - kInFlight - (count_of(s) != 0 ? 1 : 0), std::memory_order_relaxed,
+                                        std::memory_order_relaxed)) {
+    }
+  }
+  /// At capacity, or when size() finds units in flight that do not land: a process that died
+  /// holding a stripe may have left size_ off by one without anyone noticing yet. try_locks
+  /// every stripe (repairing dead ones) and says whether a recount is now due. Call with no
+  /// stripe held. O(chunks): the slow paths only.
   bool find_dead_stripes(const View& v) const;
   /// Marks a recount pending if size_ is impossible (above capacity).
   void suspect_size() const noexcept;
-  void release_one() noexcept {
-    std::uint64_t s = size_.load(std::memory_order_relaxed);
-    while (s != 0 && !size_.compare_exchange_weak(s, s - 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
-    }
-  }
   std::size_t size_snapshot() const noexcept {
-    const std::uint64_t s = size_.load(std::memory_order_relaxed);
-    return static_cast<std::size_t>(s < capacity_ ? s : capacity_);
+    const std::uint64_t n = count_of(size_.load(std::memory_order_relaxed));
+    return static_cast<std::size_t>(n < capacity_ ? n : capacity_);
   }
 
   using KeyHashFn = std::uint64_t (*)(const std::uint64_t* key_words);
@@ -592,7 +606,7 @@ class Dict : private detail::DictCore {
     for (;;) {
       Span span(*this, v, v.home(h));
       Probe p;
-      if (locked_find(span, v, h, key, p, true)) return false;
+      if (locked_find<true>(span, v, h, key, p)) return false;
       if (recount_pending()) {
         span.release();
         recount(v, &hash_words);
@@ -605,6 +619,7 @@ class Dict : private detail::DictCore {
         continue;
       }
       fill(v, h, p, key, value);
+      inserted();
       return true;
     }
   }
@@ -616,7 +631,7 @@ class Dict : private detail::DictCore {
     for (;;) {
       Span span(*this, v, v.home(h));
       Probe p;
-      if (locked_find(span, v, h, key, p, true)) {
+      if (locked_find<true>(span, v, h, key, p)) {
         rewrite(v, p.chunk, p.slot, Words<V>(value));
         return;
       }
@@ -632,6 +647,7 @@ class Dict : private detail::DictCore {
         continue;
       }
       fill(v, h, p, key, value);
+      inserted();
       return;
     }
   }
@@ -667,12 +683,13 @@ class Dict : private detail::DictCore {
     for (;;) {
       Span span(*this, v, v.home(h));
       Probe p;
-      if (!locked_find(span, v, h, key, p, false)) return false;
+      if (!locked_find<false>(span, v, h, key, p)) return false;
       if (recount_pending()) {
         span.release();
         recount(v, &hash_words);
         continue;
       }
+      erasing();
       detail::DictChunk& chunk = v.chunks[p.chunk];
       // relaxed: freeing publishes no data; a later filler's release stores order this store
       // before its words (see the top of the file), and our unlock publishes it to writers.
@@ -682,7 +699,7 @@ class Dict : private detail::DictCore {
         // relaxed: a count going down only shortens searches for keys that are gone.
         if (n != 0) v.chunks[c].set(detail::DictChunk::kOverflowLane, n - 1, std::memory_order_relaxed);
       }
-      release_one();
+      erased();
       return true;
     }
   }
@@ -698,7 +715,7 @@ class Dict : private detail::DictCore {
     const std::uint64_t h = mixed_hash(key);
     Span span(*this, v, v.home(h));
     Probe p;
-    if (!locked_find(span, v, h, key, p, false)) return false;
+    if (!locked_find<false>(span, v, h, key, p)) return false;
     Words<V> value;
     std::memcpy(value.w, v.value_at(p.chunk, p.slot), std::size_t{v.value_words} * 8);  // we are its writer
     V current = value.get();
@@ -742,8 +759,9 @@ class Dict : private detail::DictCore {
     }
   }
 
-  /// Number of entries (a snapshot). After a process died mid-write this first completes the
-  /// pending recount. A corrupted image reads as 0 here (every other call throws).
+  /// Number of entries (a snapshot). Exact after deaths too: if a writer died between changing
+  /// the count and changing its slot, this finds it (try_lock of every stripe, O(chunks)) and
+  /// recounts first. A corrupted image reads as 0 here (every other call throws).
   std::size_t size() const noexcept { return size_impl(sizeof(K), sizeof(V), &hash_words); }
   bool empty() const noexcept { return size() == 0; }
   using DictCore::capacity;
@@ -830,7 +848,8 @@ class Dict : private detail::DictCore {
 
   /// With the span holding the home chunk: finds key (true; p = its slot), else false with p =
   /// the first free slot from home if `want_free`. Extends the span as the search goes.
-  bool locked_find(Span& span, const View& v, std::uint64_t h, const K& key, Probe& p, bool want_free) const {
+  template <bool want_free>
+  bool locked_find(Span& span, const View& v, std::uint64_t h, const K& key, Probe& p) const {
     const std::uint32_t want = tag_of(h) << Meta::kTagShift | Meta::kFull;
     const std::uint32_t home = v.home(h);
   restart:
@@ -852,8 +871,8 @@ class Dict : private detail::DictCore {
           }
         }
       }
-      if (want_free && !p.have_free) {
-        if (scan.free != 0) {
+      if constexpr (want_free) {
+        if (!p.have_free && scan.free != 0) {
           p.chunk = c;
           p.slot = static_cast<std::uint32_t>(std::countr_zero(scan.free));
           p.have_free = true;
