@@ -4,7 +4,6 @@
 //   build-demo/examples/demo            all four
 //   build-demo/examples/demo --no-python multiproc only
 #include <multiproc/multiproc.hpp>
-#include <multiproc/process.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -73,6 +72,22 @@ double lock_ops_per_s(mp::Arena& arena, long n) {
   return n / dt;
 }
 
+long square(long x) { return x * x; }
+
+double pool_map_tasks_per_s(long n) {
+  mp::Pool pool(2);
+  std::vector<long> warm(100), inputs(static_cast<std::size_t>(n));
+  for (long i = 0; i < n; ++i) inputs[static_cast<std::size_t>(i)] = i;
+  (void)pool.map(square, warm);  // start the workers, as the Python side does
+  const auto t = Clock::now();
+  const std::vector<long> out = pool.map(square, inputs);
+  const double dt = seconds_since(t);
+  if (out.back() != (n - 1) * (n - 1)) throw mp::Error(mp::errc::bad_message, "demo: Pool.map returned wrong results");
+  pool.close();
+  pool.join();
+  return n / dt;
+}
+
 std::map<std::string, double> python_results() {
   std::map<std::string, double> out;
   std::FILE* p = ::popen("python3 " MULTIPROC_DEMO_PY " 2>/dev/null", "r");
@@ -105,6 +120,7 @@ int main(int argc, char** argv) {
       {"queue", "Queue put->get, 8 B items", "msgs/s", false, queue_msgs_per_s(arena, 2'000'000)},
       {"pipe", "Pipe round trip, 8 B", "us", true, pipe_round_trip_us(20'000)},
       {"lock", "Lock acquire+release (1 process)", "ops/s", false, lock_ops_per_s(arena, 5'000'000)},
+      {"pool", "Pool(2).map, 100k trivial tasks", "tasks/s", false, pool_map_tasks_per_s(100'000)},
   };
   std::printf("%-36s %16s %16s %9s\n", "workload", "Python", "multiproc", "ratio");
   for (const Row& r : rows) {
