@@ -5,6 +5,7 @@
 // What it guarantees
 //   * Capacity is exact: `capacity` entries always fit; inserting one more throws
 //     Error(out_of_memory). Keys and values are trivially copyable and stored by value.
+//     capacity < 2^32; the table is about 4/3 * capacity slots.
 //   * get / for_each never take a lock and never write shared memory: they cannot slow writers
 //     down, and a reader that dies leaves nothing behind.
 //   * Every call is linearizable per key. update(k, fn) runs fn on k's value atomically with
@@ -81,8 +82,11 @@
 //   * A process killed at capacity may leave size one too high before anyone has locked its
 //     stripe; an insert that finds the Dict full therefore try_locks every stripe (repairing
 //     dead ones) before it throws out_of_memory, so capacity stays exact after deaths too.
-//   Size and overflow counts may be left too high by a death. So every owner_dead marks the
-//   Dict "recount pending"; the next insert/erase/size() performs a recount: it sets a freeze
+//   Size and overflow counts may be left off by a death. So every owner_dead marks the Dict
+//   "recount pending", and the size word also counts inserts/erases "in flight" (between their
+//   size change and their slot change): a unit that stays in flight is a dead writer's, and
+//   size() then try_locks every stripe to find it even if nobody has locked its stripe since.
+//   The next insert/erase/size() after a death performs a recount: it sets a freeze
 //   flag, locks and unlocks every stripe once (draining writes in flight; later writers see the
 //   flag after taking their locks and wait), recomputes size and every overflow count from the
 //   slots, stores them (each count goes from >= true to true, so readers stay correct
@@ -547,7 +551,7 @@ class DictCore {
   std::uint32_t key_words_ = 0;
   std::uint32_t value_words_ = 0;
   std::uint32_t n_chunks_ = 0;
-  std::uint32_t reserved0_ = 0;
+  [[maybe_unused]] std::uint32_t reserved0_ = 0;
   std::uint64_t capacity_ = 0;
   std::int64_t table_offset_ = 0;   // table address minus this object's address
   std::uint64_t table_bytes_ = 0;
