@@ -84,6 +84,7 @@ std::string name_of(const std::vector<int>& identity, const char* prefix) {
 // ---- the registry: every started, not yet forgotten child of this process ------------------
 
 struct Registry {
+  Registry* previous = nullptr;  // the parent's, left behind by fork (kept reachable, never used)
   std::mutex m;
   std::vector<std::shared_ptr<ChildState>> children;
   std::atomic<bool> exiting{false};  // the at-exit handler runs: no new children
@@ -92,12 +93,14 @@ struct Registry {
 // Leaked on purpose: the at-exit handler and the supervisor thread may use it while static
 // destructors run. Replaced (the old one leaked) in a fork()ed child, which has no children.
 std::atomic<Registry*> g_registry{nullptr};
+Registry* g_registry_left = nullptr;  // the parent's registry in a fork()ed child
 std::once_flag g_atexit_once;  // atexit handlers are inherited by fork: register once per image
 
 Registry& registry() {
   Registry* r = g_registry.load(std::memory_order_acquire);
   if (r) return *r;
   auto* fresh = new Registry;
+  fresh->previous = g_registry_left;
   if (g_registry.compare_exchange_strong(r, fresh, std::memory_order_acq_rel)) return *fresh;
   delete fresh;
   return *r;
@@ -172,7 +175,7 @@ struct SpawnRequest {
 /// every signal and sleeps in poll() on an eventfd (requests) and the watched pidfds.
 class Supervisor {
  public:
-  Supervisor() {
+  explicit Supervisor(Supervisor* previous) : previous_(previous) {
     efd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd_ < 0) throw_errno(errno, "Process: eventfd for the supervisor thread");
     int p[2];
@@ -258,6 +261,7 @@ class Supervisor {
   void loop();
   void spawn(SpawnRequest& req);
 
+  Supervisor* previous_;  // the parent's, left behind by fork (kept reachable, never used)
   std::mutex m_;
   std::condition_variable cv_;
   std::deque<SpawnRequest*> requests_;
@@ -269,6 +273,7 @@ class Supervisor {
 };
 
 std::atomic<Supervisor*> g_supervisor{nullptr};
+Supervisor* g_supervisor_left = nullptr;  // the parent's supervisor in a fork()ed child
 std::mutex g_supervisor_create;  // only serialises creation; replaced in a child with the rest
 
 thread_local bool t_forking_daemon = false;  // set by the supervisor thread around its fork()
@@ -280,7 +285,7 @@ Supervisor& supervisor() {
   std::lock_guard g(g_supervisor_create);
   s = g_supervisor.load(std::memory_order_acquire);
   if (!s) {
-    s = new Supervisor;
+    s = new Supervisor(g_supervisor_left);
     g_supervisor.store(s, std::memory_order_release);
   }
   return *s;
@@ -289,8 +294,12 @@ Supervisor& supervisor() {
 /// pthread_atfork child handler: the child of any fork() (ours or the program's) has no
 /// children and no supervisor thread, and must not keep the parent's lifeline open.
 void after_fork_child() noexcept {
-  g_registry.store(nullptr, std::memory_order_relaxed);  // leak the parent's (it may be locked)
+  // The parent's objects may be locked by threads that do not exist here: leave them (kept
+  // reachable through the `left` pointers, so leak checkers stay quiet) and start afresh.
+  if (Registry* r = g_registry.load(std::memory_order_relaxed)) g_registry_left = r;
+  g_registry.store(nullptr, std::memory_order_relaxed);
   Supervisor* s = g_supervisor.load(std::memory_order_relaxed);
+  if (s) g_supervisor_left = s;
   g_supervisor.store(nullptr, std::memory_order_relaxed);
   new (&g_supervisor_create) std::mutex;  // the parent's may have been held by another thread
   g_inherited_lifeline = s ? s->release_in_child(t_forking_daemon) : -1;
@@ -524,7 +533,11 @@ void Process::start() {
   const int fd = pidfd_open(pid);
   if (fd < 0) {
     const int e = errno;
-    ::kill(pid, SIGKILL);  // no handle on it: do not leave it running unwatched
+    if (e == ESRCH)  // already gone *and reaped*: only an ignored SIGCHLD does that
+      throw Error(std::error_code(e, std::system_category()),
+                  "Process::start: the child was reaped before pidfd_open (SIGCHLD is ignored or SA_NOCLDWAIT "
+                  "is set): Process needs to reap its children itself");
+    ::kill(pid, SIGKILL);  // alive (or a zombie: the PID is still ours), but we have no handle
     ::waitpid(pid, nullptr, 0);
     detail::throw_errno(e, "Process::start: pidfd_open");
   }

@@ -5,6 +5,7 @@
 #include <multiproc/pool.hpp>
 
 #include <gtest/gtest.h>
+#include "lsan_children.hpp"
 #include "mptest.hpp"
 #include "pool_test_util.hpp"
 

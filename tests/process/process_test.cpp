@@ -4,6 +4,7 @@
 #include <multiproc/process.hpp>
 
 #include <gtest/gtest.h>
+#include "lsan_children.hpp"
 #include "mptest.hpp"
 
 #include <algorithm>
