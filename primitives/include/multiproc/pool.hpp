@@ -64,7 +64,9 @@
 // Limits: the task block holds the error text up to kErrorText bytes (longer messages are cut);
 //   a block must fit the pool's arena (64 MiB or more: the auto chunk size keeps a map chunk
 //   under 4 MiB) or the task fails with Error(out_of_memory). Pool workers are daemons: a task
-//   cannot start a Process (Error(not_supported)), as in Python.
+//   cannot start a Process (Error(not_supported)), as in Python. A Pool belongs to the process
+//   that made it: a child made by fork() must not use its parent's Pool (its threads are not
+//   there), nor may a task use the pool it runs in.
 #pragma once
 
 #include <multiproc/deadline.hpp>
