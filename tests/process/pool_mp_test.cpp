@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <map>
 #include <numeric>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -200,4 +201,41 @@ TEST(PoolMp, AnIdleWorkerStealsATaskQueuedBehindALongOne) {
   const pid_t pa = a.get();
   EXPECT_NE(pc, pa) << "c waited behind a instead of moving to the idle worker";
   EXPECT_EQ(pc, b.get());
+}
+
+namespace {
+int square_after_spin(int x) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50 + (x * 37) % 300);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+  return x * x;
+}
+}  // namespace
+
+TEST(PoolMp, RandomWorkerKillsNeverLeaveAFutureUnresolved) {
+  // SIGKILL lands anywhere: in a task, in Queue::get/put, between the claim and the state
+  // change. Every Future must still resolve — with its value or with broken_pool.
+  mp::Pool pool(2);
+  std::mt19937 rng(12345);
+  const int rounds = mptest::kill_rounds(40);
+  int broken = 0;
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<mp::Future<int>> fs;
+    for (int i = 0; i < 60; ++i) fs.push_back(pool.apply_async(square_after_spin, i));
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 3000)(rng)));
+    const auto kids = mp::active_children();
+    if (!kids.empty()) ::kill(kids[std::uniform_int_distribution<std::size_t>(0, kids.size() - 1)(rng)], SIGKILL);
+    for (int i = 0; i < 60; ++i) {
+      ASSERT_TRUE(fs[i].wait_for(30s)) << "round " << r << " task " << i << " never resolved";
+      try {
+        EXPECT_EQ(fs[i].get(), i * i);
+      } catch (const mp::Error& e) {
+        EXPECT_EQ(e.code(), mp::errc::broken_pool) << e.what();
+        ++broken;
+      }
+    }
+  }
+  std::printf("%d rounds with a SIGKILLed worker: %d tasks failed with broken_pool\n", rounds, broken);
+  EXPECT_LE(broken, rounds) << "at most the one running task per killed worker fails";
+  EXPECT_EQ(pool.map(square, std::vector<int>{1, 2, 3}), (std::vector<int>{1, 4, 9}));
 }
