@@ -345,7 +345,7 @@ void PoolCore::spawn_locked(std::uint32_t slot) {
   if (w.queue) arena_.destroy(*w.queue);  // the previous incarnation's; nobody uses it now
   w.queue = nullptr;
   w.queue = &arena_.make_anonymous<Queue<TaskRef>>(2 * kDepth);
-  w.record->init_failed.store(0, std::memory_order_relaxed);
+  w.record->init_failed.store(0, std::memory_order_relaxed);  // no worker yet: fork publishes it
   w.record->len = 0;
   w.given = 0;
   w.died.store(false);
@@ -492,6 +492,7 @@ void PoolCore::on_deaths() {
       // Its tasks, newest first, so that re-queued ones keep their order at the front.
       for (auto id = w.assigned.rbegin(); id != w.assigned.rend(); ++id) {
         Task& t = tasks_.at(*id);
+        // Acquire: pairs with the dead worker's release of done/failed (its results).
         const std::uint64_t s = header(t.block).state.load(std::memory_order_acquire);
         const auto phase = TaskHeader::phase_of(s);
         if (phase == TaskHeader::kDone || phase == TaskHeader::kFailed) {
@@ -505,7 +506,7 @@ void PoolCore::on_deaths() {
         }
       }
       w.assigned.clear();
-      if (w.record->init_failed.load(std::memory_order_acquire) && broken_.empty())
+      if (w.record->init_failed.load(std::memory_order_acquire) && broken_.empty())  // its text
         broken_ = "Pool: the initializer threw in worker " + who + ": " +
                   std::string(w.record->text, std::min<std::size_t>(w.record->len, kErrorText));
       if (stopped_ || !broken_.empty()) continue;
@@ -592,7 +593,8 @@ void PoolCore::steal_locked() {
       v.assigned.pop_back();
       --v.given;
       if (!t.queue->try_put(TaskRef{id, task.block})) {  // cannot happen; give it back
-        header(task.block).state.store(TaskHeader::pack(TaskHeader::kAssigned, victim, id), std::memory_order_release);
+        header(task.block).state.store(TaskHeader::pack(TaskHeader::kAssigned, victim, id),
+                                       std::memory_order_release);  // as when first assigned
         v.assigned.push_back(id);
         ++v.given;
         break;

@@ -97,6 +97,7 @@ Registry* g_registry_left = nullptr;  // the parent's registry in a fork()ed chi
 std::once_flag g_atexit_once;  // atexit handlers are inherited by fork: register once per image
 
 Registry& registry() {
+  // Acquire / acq_rel: whoever finds the registry sees it fully constructed.
   Registry* r = g_registry.load(std::memory_order_acquire);
   if (r) return *r;
   auto* fresh = new Registry;
@@ -134,7 +135,7 @@ void sweep(Registry& r) {
 /// At exit (and when a child's target returns): SIGKILL the daemon children, then wait for
 /// and reap every child — Python's _exit_function.
 void finish_children() noexcept {
-  Registry* r = g_registry.load(std::memory_order_acquire);
+  Registry* r = g_registry.load(std::memory_order_acquire);  // as registry()
   if (!r) return;
   r->exiting.store(true);
   std::vector<std::shared_ptr<ChildState>> kids;
@@ -280,6 +281,8 @@ thread_local bool t_forking_daemon = false;  // set by the supervisor thread aro
 int g_inherited_lifeline = -1;               // in a daemon child: the lifeline's read end
 
 Supervisor& supervisor() {
+  // Acquire / release: a supervisor is published once, fully constructed (creation is
+  // serialised by g_supervisor_create).
   Supervisor* s = g_supervisor.load(std::memory_order_acquire);
   if (s) return *s;
   std::lock_guard g(g_supervisor_create);
@@ -296,6 +299,7 @@ Supervisor& supervisor() {
 void after_fork_child() noexcept {
   // The parent's objects may be locked by threads that do not exist here: leave them (kept
   // reachable through the `left` pointers, so leak checkers stay quiet) and start afresh.
+  // Relaxed throughout: the child has one thread, the one running this handler.
   if (Registry* r = g_registry.load(std::memory_order_relaxed)) g_registry_left = r;
   g_registry.store(nullptr, std::memory_order_relaxed);
   Supervisor* s = g_supervisor.load(std::memory_order_relaxed);
@@ -394,7 +398,7 @@ void Supervisor::loop() {
   g_self.parent = std::move(parent);
   g_self.name = st.name;
   g_self.identity = st.identity;
-  g_self.counter.store(0, std::memory_order_relaxed);
+  g_self.counter.store(0, std::memory_order_relaxed);  // single-threaded here (fresh child)
   int code = 0;
   try {
     code = target.run();
@@ -420,7 +424,7 @@ std::uint64_t supervise(int pidfd, std::function<void()> on_exit) {
 }
 
 void unsupervise(std::uint64_t id) noexcept {
-  if (Supervisor* s = g_supervisor.load(std::memory_order_acquire)) s->unwatch(id);
+  if (Supervisor* s = g_supervisor.load(std::memory_order_acquire)) s->unwatch(id);  // as supervisor()
 }
 
 }  // namespace detail
@@ -454,6 +458,7 @@ std::vector<pid_t> active_children() {
 Process::Process(detail::ProcessTag, std::unique_ptr<detail::ProcessTarget> target)
     : target_(std::move(target)), state_(std::make_shared<detail::ChildState>()) {
   state_->identity = detail::g_self.identity;
+  // Relaxed: a counter for names only; each construction gets a distinct number.
   state_->identity.push_back(detail::g_self.counter.fetch_add(1, std::memory_order_relaxed) + 1);
   state_->name = detail::name_of(state_->identity, "Process");
 }

@@ -38,14 +38,15 @@
 // reaps only through the pidfd, so the PID cannot be reused before the pidfd exists (a zombie
 // still holds its PID, and pidfd_open works on a zombie). The one way to break this is outside
 // the library: SIGCHLD set to SIG_IGN (or SA_NOCLDWAIT), or a waitpid(-1) elsewhere, lets the
-// kernel or another reaper take the child; join then throws Error naming that cause.
+// kernel or another reaper take the child; start() or join then throws Error naming that cause.
 //
 // Daemons: how "die with the parent" is made reliable
 //   1. PR_SET_PDEATHSIG(SIGKILL), then a getppid() check (the parent may have died before the
 //      prctl). The parent-death signal fires when the *thread* that forked the child exits, not
 //      the process — so daemon children are forked by the supervisor, a library thread that
-//      lives until the process ends; the calling thread waits for the fork (one hand-off,
-//      ~10-30 µs). Thread exits in the program can therefore never kill a daemon early.
+//      lives until the process ends; the calling thread waits for the fork (one thread
+//      hand-off, lost in the fork's own cost: see bench-process). Thread exits in the program
+//      can therefore never kill a daemon early.
 //   2. A lifeline pipe, created once per process; only the parent keeps its write end (O_CLOEXEC;
 //      every child this library forks closes it). The daemon arms its read end with O_ASYNC,
 //      F_SETOWN(itself) and F_SETSIG(SIGKILL): when the parent process's last reference to the
@@ -53,8 +54,17 @@
 //      daemon SIGKILL. A poll() right after arming catches a parent that died before. This also
 //      covers what PDEATHSIG does not: the kernel clears the parent-death signal when the daemon
 //      changes its credentials (setuid) or execs a set-user-ID program.
-//   Limit: a child made by a raw fork() elsewhere in the program (not through Process) inherits
-//   the write end and keeps the lifeline open until it ends; PDEATHSIG still fires.
+//   Every other child inherits the write end, so every fork() closes it in the child (an
+//   atfork handler, which also gives the child a fresh child registry and no supervisor).
+//   Limit: a process made without glibc's fork (a raw clone, vfork without exec) keeps the
+//   lifeline open until it ends; PDEATHSIG still fires then.
+//
+// Waiting: join/join_for sleep in poll() on the pidfd against one Deadline; the supervisor
+// thread sleeps in poll() on an eventfd (fork requests, watch changes) and the watched pidfds; a
+// daemon start() sleeps on a condition variable until the supervisor has forked. Nothing polls
+// in a loop and no signal handler is installed.
+// Memory ordering: a child's reaped status is guarded by a mutex (reaping is waitid under it);
+// the process-wide registry and supervisor are published once with release/acquire.
 //
 // Threads: start() may be called from any thread. A Process object itself is not synchronised
 // (like std::thread): use one object from one thread at a time. The child is single-threaded,
