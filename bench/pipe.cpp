@@ -192,30 +192,6 @@ void BM_RoundTrip_Connection(benchmark::State& state) {
 }
 BENCHMARK(BM_RoundTrip_Connection)->Arg(0)->Arg(1)->UseRealTime();
 
-// The same round trip with send_recv on both sides (io_uring: one enter per side per trip).
-void BM_RoundTrip_ConnectionSendRecv(benchmark::State& state) {
-  auto [a, b] = mp::Pipe(true, backend_of(state.range(0)));
-  Pin pin(0);
-  const pid_t pid = fork_pinned();
-  if (pid == 0) {
-    a.close();
-    std::byte buf[8];
-    try {
-      std::size_t n = b.recv_bytes_into(buf);
-      for (;;) n = b.send_recv_into(std::span(buf, n), buf);
-    } catch (const mp::Eof&) {
-    }
-    ::_exit(0);
-  }
-  b.close();
-  std::byte buf[8] = {};
-  for (auto _ : state) benchmark::DoNotOptimize(a.send_recv_into(buf, buf));
-  a.close();
-  reap(pid);
-  state.SetLabel(backend_name(state.range(0)));
-}
-BENCHMARK(BM_RoundTrip_ConnectionSendRecv)->Arg(0)->Arg(1)->UseRealTime();
-
 // ---- one-way streaming --------------------------------------------------------------------------
 
 std::size_t batch_for(std::size_t size) { return size <= 64 ? 4096 : size <= 4096 ? 512 : 16; }
@@ -327,8 +303,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
       const std::string suffix = "/" + std::to_string(be);
       const double rt = find(time_, "BM_RoundTrip_Connection" + suffix);
       print("round trip 8 B, " + std::string(backend_name(be)) + " / raw socketpair [<= 1.20]", rt / rt_raw);
-      print("round trip 8 B with send_recv, " + std::string(backend_name(be)) + " / raw socketpair [<= 1.20]",
-            find(time_, "BM_RoundTrip_ConnectionSendRecv" + suffix) / rt_raw);
       const double raw64 = find(items_, "BM_Stream_RawWritePerMessage/64");
       print("64 B stream, " + std::string(backend_name(be)) + " send_bytes / one write per message [>= 2]",
             find(items_, "BM_Stream_Connection/64/" + std::to_string(be) + "/1") / raw64);

@@ -74,8 +74,6 @@ struct Connection::Impl {
   // Sending.
   void check_size(const char* op, std::size_t n) const;
   void send_iov(const char* op, iovec* iov, int n, int pass_fd);
-  [[noreturn]] void send_failed(const char* op, int err);
-  void send_then_read(const char* op, std::span<const std::byte> message);
   template <class Get>
   void send_gathered(const char* op, std::size_t count, Get&& message);
 };
@@ -276,10 +274,7 @@ void Connection::Impl::check_size(const char* op, std::size_t n) const {
 
 void Connection::Impl::send_iov(const char* op, iovec* iov, int n, int pass_fd) {
   const int e = io->send_all(fd, iov, n, pass_fd);
-  if (e != 0) send_failed(op, e);
-}
-
-void Connection::Impl::send_failed(const char* op, int e) {
+  if (e == 0) return;
   if (e == -EPIPE || e == -ECONNRESET) {
     // Refused by a Listener? Its reason may be waiting in our receive buffer: report that.
     if (can_recv) {
@@ -298,27 +293,6 @@ void Connection::Impl::send_failed(const char* op, int e) {
   }
   close();  // part of a frame may have gone out: the stream is no longer well-formed
   detail::throw_errno(-e, str(op, "sendmsg failed; the connection is closed"));
-}
-
-void Connection::Impl::send_then_read(const char* op, std::span<const std::byte> message) {
-  check_size(op, message.size());
-  detail::HeaderBytes h = detail::encode_header(static_cast<std::uint32_t>(message.size()), FrameKind::data);
-  iovec iov[2] = {{h.data(), kHeaderSize}, {const_cast<std::byte*>(message.data()), message.size()}};
-  const int n = message.empty() ? 1 : 2;
-  if (!in.empty() || eof) {  // part of a reply is already here: receive the ordinary way
-    send_iov(op, iov, n, -1);
-    return;
-  }
-  const std::span<std::byte> space = in.prepare(kHeaderSize);
-  const std::uint64_t begin = in.offset();
-  detail::RecvResult r;
-  const int e = io->send_recv(fd, iov, n, space.data(), space.size(), r);
-  if (e != 0) send_failed(op, e);
-  if (r.received) {
-    in.commit(r.bytes);
-    take_fds(op, r, begin);
-    if (r.eof) eof = true;
-  }
 }
 
 template <class Get>
@@ -474,39 +448,6 @@ void Connection::recv_exact(std::span<std::byte> out, std::size_t expected) {
                 str(op, "the next message has " + std::to_string(h.length) + " bytes, not sizeof(T) = " +
                             std::to_string(expected) + "; the message is still there to receive"));
   c.take_payload(op, h, out.data());
-}
-
-namespace {
-Connection::Impl& exchanger(const std::unique_ptr<Connection::Impl>& impl, const char* op) {
-  Connection::Impl& c = live(impl, op);
-  if (!c.can_recv || !c.can_send) throw Error(errc::not_supported, str(op, "needs both ends of a duplex Pipe"));
-  return c;
-}
-}  // namespace
-
-std::vector<std::byte> Connection::send_recv(std::span<const std::byte> message) {
-  static constexpr const char* op = "Connection::send_recv";
-  Impl& c = exchanger(impl_, op);
-  c.send_then_read(op, message);
-  const Head h = c.next_head(op);
-  c.refuse_non_data(op, h);
-  std::vector<std::byte> out(h.length);
-  c.take_payload(op, h, out.data());
-  return out;
-}
-
-std::size_t Connection::send_recv_into(std::span<const std::byte> message, std::span<std::byte> reply) {
-  static constexpr const char* op = "Connection::send_recv_into";
-  Impl& c = exchanger(impl_, op);
-  c.send_then_read(op, message);
-  const Head h = c.next_head(op);
-  c.refuse_non_data(op, h);
-  if (h.length > reply.size())
-    throw Error(errc::message_too_large,
-                str(op, "the reply has " + std::to_string(h.length) + " bytes, the buffer " +
-                            std::to_string(reply.size()) + "; it is still there to receive"));
-  c.take_payload(op, h, reply.data());
-  return h.length;
 }
 
 int Connection::recv_fd() {

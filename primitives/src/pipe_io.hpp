@@ -29,7 +29,6 @@ struct RecvResult {
   bool eof = false;          // orderly end of stream (or ECONNRESET: the peer is gone)
   bool timed_out = false;    // the deadline passed first (nothing was received)
   bool fds_truncated = false;  // MSG_CTRUNC: the kernel dropped fds that did not fit
-  bool received = true;        // send_recv: false if the receive did not run (then do one)
   int nfds = 0;              // fds received (O_CLOEXEC), now owned by the caller
   int fds[kMaxRecvFds];
 };
@@ -50,15 +49,6 @@ class PipeIo {
   /// Returns 0 (see `out`) or -errno.
   virtual int recv(int fd, void* buf, std::size_t len, bool waitall, const Deadline& deadline,
                    RecvResult& out) const noexcept = 0;
-
-  /// send_all(fd, iov, n, -1), then — where the backend can do both in one system call — one
-  /// blocking receive into buf[0..len) as recv(); otherwise `out.received` is false and the
-  /// caller receives itself. Returns 0 or the send's -errno (then nothing was received).
-  virtual int send_recv(int fd, iovec* iov, int n, [[maybe_unused]] void* buf, [[maybe_unused]] std::size_t len,
-                        RecvResult& out) const noexcept {
-    out.received = false;
-    return send_all(fd, iov, n, -1);
-  }
 };
 
 /// Always available.

@@ -41,7 +41,6 @@ namespace {
 constexpr unsigned kRingEntries = 8;  // an operation uses at most 2 SQEs
 constexpr std::uint64_t kOpTag = 1;
 constexpr std::uint64_t kTimeoutTag = 2;
-constexpr std::uint64_t kRecvTag = 3;
 
 // The operations this backend needs.
 bool ring_supports_ops(io_uring& ring) noexcept {
@@ -136,7 +135,7 @@ thread_local ThreadRing t_ring;
 /// with room), so submit without IORING_ENTER_GETEVENTS and find its CQE already posted; only
 /// if it had to wait does a second io_uring_enter sleep for it. Otherwise (a receive, which in
 /// a request/response exchange usually waits for the peer) submit and wait in one enter.
-int submit_and_reap(io_uring* ring, unsigned count, int (&res)[4], bool likely_inline) noexcept {
+int submit_and_reap(io_uring* ring, unsigned count, int (&res)[3], bool likely_inline) noexcept {
   int s;
   do {
     s = likely_inline ? io_uring_submit(ring) : io_uring_submit_and_wait(ring, count);
@@ -157,7 +156,7 @@ int submit_and_reap(io_uring* ring, unsigned count, int (&res)[4], bool likely_i
       t_ring.failed_in = this_pid();
       return w;
     }
-    if (cqe->user_data >= kOpTag && cqe->user_data <= kRecvTag) {
+    if (cqe->user_data == kOpTag || cqe->user_data == kTimeoutTag) {
       res[cqe->user_data] = cqe->res;
       ++got;
     }
@@ -193,7 +192,7 @@ class UringIo final : public PipeIo {
         io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL | MSG_WAITALL);
       }
       sqe->user_data = kOpTag;
-      int res[4] = {0, 0, 0, 0};
+      int res[3] = {0, 0, 0};
       if (submit_and_reap(ring, 1, res, true) < 0) continue;  // ring gone: the syscall path takes over
       const int r = res[kOpTag];
       if (r < 0) {
@@ -239,7 +238,7 @@ class UringIo final : public PipeIo {
         t->user_data = kTimeoutTag;
         count = 2;
       }
-      int res[4] = {0, 0, 0, 0};
+      int res[3] = {0, 0, 0};
       if (submit_and_reap(ring, count, res, try_only) < 0) continue;  // ring gone: the syscall path takes over
       const int r = res[kOpTag];
       if (r >= 0) {
@@ -278,78 +277,6 @@ class UringIo final : public PipeIo {
           return r;
       }
     }
-  }
-
-  // The request/response round trip in one io_uring_enter: the send, and linked behind it
-  // (IOSQE_IO_LINK: it starts only once the send completed in full) the receive of the reply.
-  // Both complete before this returns, as everywhere here.
-  int send_recv(int fd, iovec* iov, int n, void* buf, std::size_t len, RecvResult& out) const noexcept override {
-    io_uring* ring = t_ring.get();
-    if (ring == nullptr) return PipeIo::send_recv(fd, iov, n, buf, len, out);
-    alignas(64) char small[kSmallSend];
-    alignas(cmsghdr) char control[kCmsgSpace];
-    iovec one;
-    if (n > 1) {
-      if (const std::size_t total = gather_small(iov, n, small)) {
-        one = {small, total};
-        iov = &one;
-        n = 1;
-      }
-    }
-    std::size_t total = 0;
-    for (int i = 0; i < n; ++i) total += iov[i].iov_len;
-    msghdr smsg;
-    io_uring_sqe* s = io_uring_get_sqe(ring);
-    if (n == 1) {
-      io_uring_prep_send(s, fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL | MSG_WAITALL);
-    } else {
-      if (n > IOV_MAX) return PipeIo::send_recv(fd, iov, n, buf, len, out);
-      prepare_send_msg(smsg, iov, n, -1, control);
-      io_uring_prep_sendmsg(s, fd, &smsg, MSG_NOSIGNAL | MSG_WAITALL);
-    }
-    s->user_data = kOpTag;
-    s->flags |= IOSQE_IO_LINK;
-    alignas(cmsghdr) char rcontrol[kCmsgSpace];
-    std::memset(rcontrol, 0, sizeof rcontrol);
-    iovec v{buf, len};
-    msghdr rmsg{};
-    rmsg.msg_iov = &v;
-    rmsg.msg_iovlen = 1;
-    rmsg.msg_control = rcontrol;
-    rmsg.msg_controllen = sizeof rcontrol;
-    io_uring_sqe* r = io_uring_get_sqe(ring);
-    io_uring_prep_recvmsg(r, fd, &rmsg, MSG_CMSG_CLOEXEC);
-    r->user_data = kRecvTag;
-    int res[4] = {0, 0, 0, 0};
-    if (submit_and_reap(ring, 2, res, false) < 0) {  // ring gone: the syscall path takes over
-      out.received = false;
-      return syscall_io().send_all(fd, iov, n, -1);
-    }
-    const int sent = res[kOpTag];
-    const int got = res[kRecvTag];
-    if (sent < 0 && sent != -EINTR && sent != -EAGAIN) {
-      out.received = false;
-      return sent;
-    }
-    if (sent < 0 || static_cast<std::size_t>(sent) < total) {
-      // Cut short (a signal, a socket the user made non-blocking): the link broke and the
-      // receive never ran. Finish the send the ordinary way; the caller receives.
-      out.received = false;
-      advance_iov(iov, n, sent < 0 ? 0 : static_cast<std::size_t>(sent));
-      return n > 0 ? send_all(fd, iov, n, -1) : 0;
-    }
-    if (got >= 0) {
-      collect_fds(rmsg, out);
-      out.bytes = static_cast<std::size_t>(got);
-      out.eof = got == 0;
-      out.received = true;
-    } else if (got == -ECONNRESET) {
-      out.eof = true;
-      out.received = true;
-    } else {
-      out.received = false;  // cancelled or failed: the caller receives (and reports) itself
-    }
-    return 0;
   }
 };
 

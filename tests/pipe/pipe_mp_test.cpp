@@ -134,31 +134,6 @@ TEST(PipeProcesses, InterleavedBothWaysOnADuplexPipe) {
   EXPECT_EQ(mptest::wait_exit(pid), 0);
 }
 
-TEST(PipeProcesses, RequestResponseWithSendRecv) {
-  constexpr int kRounds = 2000;
-  auto [a, b] = mp::Pipe();
-  const pid_t pid = mptest::spawn([&] {
-    a.close();
-    std::vector<std::byte> req = b.recv_bytes();
-    try {
-      for (;;) {
-        std::vector<std::byte> reply(req.rbegin(), req.rend());  // echo it reversed
-        req = b.send_recv(reply);
-      }
-    } catch (const mp::Eof&) {
-    }
-    return 0;
-  });
-  b.close();
-  for (int i = 0; i < kRounds; ++i) {
-    const auto req = pattern(static_cast<std::size_t>(i % 300), static_cast<std::uint32_t>(i));
-    const auto reply = a.send_recv(req);
-    ASSERT_TRUE(std::equal(reply.begin(), reply.end(), req.rbegin(), req.rend())) << i;
-  }
-  a.close();
-  EXPECT_EQ(mptest::wait_exit(pid), 0);
-}
-
 TEST(PipeProcesses, ManySmallMessagesBackToBackKeepTheirBoundaries) {
   constexpr std::uint32_t kSingles = 50'000, kBatches = 500, kPerBatch = 100;
   auto [rx, tx] = mp::Pipe(false);

@@ -42,8 +42,6 @@ int open_fd_count() {
   return n - 1;  // the DIR's own fd
 }
 
-std::span<const std::byte> bytes(std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); }
-
 bool uring_expected() {
   const char* off = std::getenv("MULTIPROC_NO_IO_URING");
   return !(off != nullptr && std::strcmp(off, "1") == 0);
@@ -396,54 +394,6 @@ TEST(Connection, SendManyKeepsBoundaries) {
   a.send_many(std::span<const std::uint64_t>(values));
   for (std::uint64_t v : values) EXPECT_EQ(b.recv<std::uint64_t>(), v);
   EXPECT_FALSE(b.poll());
-}
-
-TEST(Connection, SendRecvIsSendThenRecv) {
-  auto [a, b] = mp::Pipe();
-  std::thread server([&] {
-    std::vector<std::byte> req = b.recv_bytes();
-    for (int i = 0; i < 50; ++i) {
-      std::vector<std::byte> reply(req.size() + 1, std::byte(i));
-      req = b.send_recv(reply);  // reply, and take the next request, in one call
-    }
-    b.send_bytes(pattern(200'000, 3));  // a reply larger than the read-ahead chunk
-  });
-  std::vector<std::byte> buf(64);
-  std::vector<std::byte> req(1);
-  for (int i = 0; i < 50; ++i) {
-    const std::size_t n = a.send_recv_into(req, buf);
-    ASSERT_EQ(n, req.size() + 1);
-    EXPECT_EQ(buf[0], std::byte(i));
-    req.assign(n, std::byte{1});
-  }
-  EXPECT_EQ(a.send_recv(req), pattern(200'000, 3));
-  server.join();
-  // A reply that does not fit stays readable.
-  b.send_bytes(pattern(100, 4));
-  a.send_bytes("drain");
-  std::byte small[10];
-  EXPECT_EQ(code_of([&] { (void)a.send_recv_into(bytes("x"), small); }), mp::errc::message_too_large);
-  EXPECT_EQ(b.recv_string(), "drain");
-  EXPECT_EQ(b.recv_string(), "x");
-  EXPECT_EQ(a.recv_bytes(), pattern(100, 4));
-  auto [rx, tx] = mp::Pipe(false);
-  EXPECT_EQ(code_of([&] { (void)tx.send_recv(bytes("x")); }), mp::errc::not_supported);
-}
-
-TEST(Connection, SendRecvToAClosedPeerThrowsClosed) {
-  auto [a, b] = mp::Pipe();
-  b.close();
-  EXPECT_THROW((void)a.send_recv(bytes("x")), mp::Closed);
-}
-
-TEST(Connection, SendRecvSeesEofWhenThePeerClosesInsteadOfReplying) {
-  auto [a, b] = mp::Pipe();
-  std::thread peer([&] {
-    (void)b.recv_bytes();
-    b.close();
-  });
-  EXPECT_THROW((void)a.send_recv(bytes("request")), mp::Eof);
-  peer.join();
 }
 
 TEST(Connection, WorksFromAnotherThread) {

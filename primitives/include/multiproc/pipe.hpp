@@ -146,16 +146,6 @@ class Connection {
     return std::bit_cast<T>(raw);
   }
 
-  /// The request/response round trip: sends `message`, then receives the next message (the
-  /// reply). Exactly send_bytes followed by recv_bytes — same guarantees, same errors — but on
-  /// io_uring both go into one io_uring_enter (the receive linked behind the send), so a round
-  /// trip costs each side one system call instead of two. Needs a duplex connection
-  /// (Error(not_supported) otherwise).
-  std::vector<std::byte> send_recv(std::span<const std::byte> message);
-  /// As send_recv, the reply copied into `reply` as recv_bytes_into does (a reply that does not
-  /// fit throws Error(message_too_large) after the message was sent, and stays readable).
-  std::size_t send_recv_into(std::span<const std::byte> message, std::span<std::byte> reply);
-
   /// The fd carried by the next message, owned by the caller (O_CLOEXEC). If the next message
   /// carries no fd, throws Error(bad_message) and that message stays readable.
   int recv_fd();
