@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
@@ -44,6 +45,10 @@ struct Connection::Impl {
   bool can_recv = true;
   bool can_send = true;
   bool eof = false;  // the peer's end of stream has been read
+  // The last message was too large for the read-ahead buffer (its payload went straight to the
+  // caller). While that holds, a header is read alone: the next large payload then goes straight
+  // to its destination too, instead of its first 64 KiB being copied through the buffer.
+  bool expect_large = false;
   const detail::PipeIo* io;
   std::size_t max_message = default_max_message_size;
   FrameDecoder in{default_max_message_size};
@@ -60,7 +65,7 @@ struct Connection::Impl {
 
   // Receiving.
   bool ready_without_io() const noexcept;
-  bool read_more(const char* op, const Deadline& deadline, std::size_t want);
+  bool read_more(const char* op, const Deadline& deadline, std::size_t want, std::size_t at_most = SIZE_MAX);
   void take_fds(const char* op, detail::RecvResult& r, std::uint64_t begin);
   Head next_head(const char* op);
   Head checked(const char* op, Head h);
@@ -167,8 +172,9 @@ void Connection::Impl::take_fds(const char* op, detail::RecvResult& r, std::uint
   fds.push_back({r.fds[0], begin, begin + r.bytes});
 }
 
-bool Connection::Impl::read_more(const char* op, const Deadline& deadline, std::size_t want) {
-  const std::span<std::byte> space = in.prepare(want);
+bool Connection::Impl::read_more(const char* op, const Deadline& deadline, std::size_t want, std::size_t at_most) {
+  std::span<std::byte> space = in.prepare(want);
+  if (space.size() > at_most) space = space.first(at_most);
   const std::uint64_t begin = in.offset() + in.buffered().size();
   detail::RecvResult r;
   const int e = io->recv(fd, space.data(), space.size(), false, deadline, r);
@@ -203,7 +209,8 @@ Head Connection::Impl::next_head(const char* op) {
       fail_bad(op, std::string("malformed stream: ") + h.why);
     }
     if (eof) at_eof(op);
-    read_more(op, Deadline::never(), kHeaderSize - in.buffered().size());
+    const std::size_t need = kHeaderSize - in.buffered().size();
+    read_more(op, Deadline::never(), need, expect_large ? need : SIZE_MAX);
   }
 }
 
@@ -242,7 +249,8 @@ void Connection::Impl::take_payload(const char* op, Head h, std::byte* dst) {
   if (have != 0) std::memcpy(dst, in.buffered().data() + kHeaderSize, have);
   in.consume(kHeaderSize + have);
   // Large: the rest goes straight into the caller's memory, no extra copy.
-  if (have < h.length) read_direct(op, dst + have, h.length - have, h.length);
+  expect_large = have < h.length;
+  if (expect_large) read_direct(op, dst + have, h.length - have, h.length);
 }
 
 void Connection::Impl::fail_refused(const char* op, const Head& h) {
