@@ -17,11 +17,11 @@
 //   proc_2 received: what is your name?
 //   proc_1 received: I don't tell you!
 #include <multiproc/pipe.hpp>
+#include <multiproc/process.hpp>
 
 #include <cstdio>
-#include <sys/wait.h>
+#include <functional>
 #include <tuple>
-#include <unistd.h>
 
 namespace mp = multiproc;
 
@@ -45,38 +45,18 @@ void proc_2(mp::Connection& pipe) {
   pipe.send_bytes("I don't tell you!");
 }
 
-// Runs fn(conn) in a fork()ed child (Python's Process(target=fn, args=(conn,)).start()).
-template <class F>
-pid_t start(F fn, mp::Connection& conn) {
-  std::fflush(stdout);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    int code = 0;
-    try {
-      fn(conn);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "%s\n", e.what());
-      code = 1;
-    }
-    std::fflush(stdout);
-    ::_exit(code);
-  }
-  return pid;
-}
-
-bool join(pid_t pid) {
-  int status = 0;
-  return ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 }  // namespace
 
 int main() {
   auto pipe = mp::Pipe();
   std::printf("%zu\n", std::tuple_size_v<decltype(pipe)>);
   std::printf("<type 'tuple'>\n");  // a std::pair<Connection, Connection>: Python's 2-tuple
-  const pid_t p2 = start(proc_2, pipe.second);
-  const pid_t p1 = start(proc_1, pipe.first);
-  const bool ok = join(p2) & join(p1);
-  return ok ? 0 : 1;
+  std::fflush(stdout);
+  mp::Process p1(proc_1, std::ref(pipe.first));
+  mp::Process p2(proc_2, std::ref(pipe.second));
+  p2.start();
+  p1.start();
+  p2.join();
+  p1.join();
+  return p1.exitcode() == 0 && p2.exitcode() == 0 ? 0 : 1;
 }
