@@ -3,7 +3,9 @@
 //   round trip, 8 B:        raw socketpair write/read ping-pong, raw pipe(2) pair, Connection
 //   one-way streaming:      64 B and 4 KiB messages; the peer writes one write() per message and
 //                           its reader takes whole 64 KiB reads; Connection sends with
-//                           send_bytes (one message per call) and with send_many (32 per call)
+//                           send_bytes (one message per call), with send_bytes on a coalescing
+//                           connection (set_coalescing(true); the ack's recv flushes the rest)
+//                           and with send_many (32 per call)
 //   1 MiB transfer:         raw socketpair write()/read() of 1 MiB against send_bytes/recv_bytes_into
 //
 // Placement: the parent runs on CPU 0 and the child on CPU 1. Unpinned, a round trip on this
@@ -233,7 +235,8 @@ void BM_Stream_RawWritePerMessage(benchmark::State& state) {
 }
 BENCHMARK(BM_Stream_RawWritePerMessage)->Arg(64)->Arg(4096)->Arg(1 << 20)->UseRealTime();
 
-// Connection: args (size, backend, messages per send call: 1 = send_bytes, N = send_many).
+// Connection: args (size, backend, messages per send call: 1 = send_bytes, N = send_many,
+// 0 = send_bytes with coalescing on).
 void BM_Stream_Connection(benchmark::State& state) {
   const std::size_t size = static_cast<std::size_t>(state.range(0)), batch = batch_for(size);
   const std::size_t per_call = static_cast<std::size_t>(state.range(2));
@@ -256,8 +259,9 @@ void BM_Stream_Connection(benchmark::State& state) {
   std::vector<std::byte> msg(size, std::byte{'x'});
   std::vector<std::span<const std::byte>> group(per_call, std::span<const std::byte>(msg));
   std::byte ack[1];
+  a.set_coalescing(per_call == 0);
   for (auto _ : state) {
-    if (per_call == 1) {
+    if (per_call <= 1) {
       for (std::size_t i = 0; i < batch; ++i) a.send_bytes(msg);
     } else {
       for (std::size_t i = 0; i < batch; i += per_call)
@@ -269,11 +273,12 @@ void BM_Stream_Connection(benchmark::State& state) {
   reap(pid);
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * batch));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * batch * size));
-  state.SetLabel(std::string(backend_name(state.range(1))) + (per_call == 1 ? " send_bytes" : " send_many"));
+  state.SetLabel(std::string(backend_name(state.range(1))) +
+                 (per_call == 1 ? " send_bytes" : per_call == 0 ? " send_bytes coalesced" : " send_many"));
 }
 BENCHMARK(BM_Stream_Connection)
-    ->Args({64, 0, 1})->Args({64, 1, 1})->Args({64, 0, 32})->Args({64, 1, 32})
-    ->Args({4096, 0, 1})->Args({4096, 1, 1})
+    ->Args({64, 0, 1})->Args({64, 1, 1})->Args({64, 0, 0})->Args({64, 1, 0})->Args({64, 0, 32})->Args({64, 1, 32})
+    ->Args({4096, 0, 1})->Args({4096, 1, 1})->Args({4096, 0, 0})->Args({4096, 1, 0})
     ->Args({1 << 20, 0, 1})->Args({1 << 20, 1, 1})
     ->UseRealTime();
 
@@ -306,11 +311,15 @@ class RatioReporter : public benchmark::ConsoleReporter {
       const double raw64 = find(items_, "BM_Stream_RawWritePerMessage/64");
       print("64 B stream, " + std::string(backend_name(be)) + " send_bytes / one write per message [>= 2]",
             find(items_, "BM_Stream_Connection/64/" + std::to_string(be) + "/1") / raw64);
+      print("64 B stream, " + std::string(backend_name(be)) + " send_bytes coalesced / one write per message [>= 2]",
+            find(items_, "BM_Stream_Connection/64/" + std::to_string(be) + "/0") / raw64);
       print("64 B stream, " + std::string(backend_name(be)) + " send_many(32) / one write per message [>= 2]",
             find(items_, "BM_Stream_Connection/64/" + std::to_string(be) + "/32") / raw64);
+      const double raw4k = find(items_, "BM_Stream_RawWritePerMessage/4096");
       print("4 KiB stream, " + std::string(backend_name(be)) + " send_bytes / one write per message",
-            find(items_, "BM_Stream_Connection/4096/" + std::to_string(be) + "/1") /
-                find(items_, "BM_Stream_RawWritePerMessage/4096"));
+            find(items_, "BM_Stream_Connection/4096/" + std::to_string(be) + "/1") / raw4k);
+      print("4 KiB stream, " + std::string(backend_name(be)) + " send_bytes coalesced / one write per message",
+            find(items_, "BM_Stream_Connection/4096/" + std::to_string(be) + "/0") / raw4k);
       print("1 MiB transfer, " + std::string(backend_name(be)) + " / raw socketpair [>= 0.90]",
             find(bytes_, "BM_Stream_Connection/1048576/" + std::to_string(be) + "/1") /
                 find(bytes_, "BM_Stream_RawWritePerMessage/1048576"));

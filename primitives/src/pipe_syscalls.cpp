@@ -80,15 +80,8 @@ void advance_iov(iovec*& iov, int& n, std::size_t done) noexcept {
 int wait_fd(int fd, short events, const Deadline& deadline) noexcept {
   for (;;) {
     pollfd p{fd, events, 0};
-    timespec ts{};
-    const timespec* tp = nullptr;
-    if (!deadline.infinite()) {
-      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.remaining()).count();
-      ts.tv_sec = static_cast<time_t>(left / 1'000'000'000);
-      ts.tv_nsec = static_cast<long>(left % 1'000'000'000);
-      tp = &ts;
-    }
-    const int r = ::ppoll(&p, 1, tp, nullptr);
+    const timespec ts = deadline.infinite() ? timespec{} : deadline.remaining_timespec();
+    const int r = ::ppoll(&p, 1, deadline.infinite() ? nullptr : &ts, nullptr);
     if (r > 0) return (p.revents & POLLNVAL) != 0 ? -EBADF : 1;
     if (r == 0) {
       if (deadline.expired()) return 0;

@@ -3,6 +3,7 @@
 // The design and its guarantees are described at the top of process.hpp.
 #include <multiproc/ids.hpp>
 #include <multiproc/pidfd.hpp>
+#include <multiproc/pipe.hpp>
 #include <multiproc/process.hpp>
 
 #include <algorithm>
@@ -411,6 +412,7 @@ void Supervisor::loop() {
     std::fprintf(stderr, "Process %s: unknown exception\n", g_self.name.c_str());
     code = 1;
   }
+  multiproc::detail::flush_connections();  // coalesced Connection sends (pipe.hpp), as exit() would
   flush_streams();
   finish_children();  // this child's own children, as Python's child does at its end
   ::_exit(code);

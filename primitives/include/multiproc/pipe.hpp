@@ -7,7 +7,8 @@
 //   * A send returns once the whole message is in the kernel's socket buffer — the guarantee
 //     of write(2): the sender may exit right after and the peer still receives it. Nothing is
 //     left in flight between calls (an io_uring request still in flight when a process exits is
-//     cancelled, so leaving one would lose data).
+//     cancelled, so leaving one would lose data). That is the default; coalescing (below) is the
+//     opt-in that trades it for throughput.
 //   * Bounded memory: every message's size is checked against max_message_size() (64 MiB by
 //     default, per connection) before anything is allocated. A header announcing more, a header
 //     that fails its check, or a stream that ends mid-message is Error(bad_message) and the
@@ -27,9 +28,39 @@
 //   Receiving reads ahead: one large read (64 KiB) is parsed into as many frames as it holds;
 //   the payload of a large message is read straight into the caller's buffer (no extra copy).
 //   Sending gathers header and payload into one send; send_bytes_many / send_many gather many
-//   messages into one system call — the way to stream small messages fast. A send_bytes is
-//   never held back to be combined with later ones: that would break the write(2) guarantee
-//   above (a message parked in this process dies with it, or waits for a call that never comes).
+//   messages into one system call.
+//
+// Coalescing (opt-in per connection, as std::ofstream's buffer or TCP_CORK)
+//   Off by default: a send_bytes / send<T> is then one system call (or one io_uring_enter) and
+//   keeps the write(2) guarantee above. set_coalescing(true) makes send_bytes / send<T> append
+//   the framed message to this end's send buffer (64 KiB, allocated once) and return; the buffer
+//   goes out as ONE gathered send when it holds 32 messages or its next message would not fit,
+//   and at every flush point:
+//     flush(); set_coalescing(false); every recv* / recv<T> / recv_fd / poll / poll(timeout) /
+//     poll_until on this connection (so request/response never deadlocks on a held request);
+//     send_fd, send_bytes_many, send_many (buffered messages go first: order is kept);
+//     multiproc::wait() / wait_until() given this connection's fileno(); close(); the
+//     destructor (also a move-assignment over it); normal process exit — std::exit, returning
+//     from main (an atexit handler flushes every coalescing connection) and the end of a
+//     multiproc::Process child's target.
+//   A message too large to copy (frame over 16 KiB) is not copied: it goes out at once, in one
+//   gathered send behind what is buffered. Boundaries, order and fd messages are exactly as
+//   without coalescing; only the time a message reaches the kernel changes.
+//   What is lost: messages still buffered when the process dies without a normal exit — SIGKILL,
+//   a crash, _exit() (mptest::spawn's children, a fork()ed child that never calls exit), abort —
+//   and, after a fork(), the child's copy of the parent's buffer (dropped at the child's first
+//   send or flush point: the parent still sends those bytes itself). Flush before any of these
+//   if the messages matter.
+//   Errors: a flush point that may throw reports a gone peer as Closed (Error(errc::closed));
+//   the buffered messages are then dropped (the count is in the message) and the connection
+//   stays open for receiving what the peer sent before it left. close(), the destructor and
+//   the exit handler cannot throw: they send what they can and drop the rest silently — call
+//   flush() first to learn whether it arrived. wait() reports such a connection ready, and the
+//   recv that follows throws. Every flush blocks while the peer's socket buffer is full, as a
+//   blocking send does (close() and the destructor too).
+//   Threads: the exit handler flushes connections other threads may be using; do not exit()
+//   while other threads still send on coalescing connections.
+//
 //   Backends: io_uring (one ring per thread, created on first use in each thread and again in a
 //   fork()ed child; IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN where the kernel has
 //   them; never SQPOLL), or plain system calls where io_uring is unavailable (setup fails,
@@ -77,6 +108,10 @@ class Connection;
 namespace detail {
 /// Wraps a connected AF_UNIX stream socket (taking ownership; closed if this throws).
 Connection adopt_socket(int fd, Backend backend, bool can_recv, bool can_send, const char* op);
+/// Flushes every coalescing connection of this process, dropping errors (see "Coalescing").
+/// Registered with atexit by the first set_coalescing(true); a multiproc::Process child calls it
+/// before it _exit()s.
+void flush_connections() noexcept;
 }  // namespace detail
 
 class Connection {
@@ -92,11 +127,13 @@ class Connection {
   Connection& operator=(Connection&&) noexcept;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
-  /// Closes the connection (and any received fd not yet taken by recv_fd).
+  /// Flushes what coalescing buffered and closes the connection (and any received fd not yet
+  /// taken by recv_fd), as close().
   ~Connection();
 
   // --- sending -------------------------------------------------------------------------------
-  /// Sends one message. Blocks while the socket buffer is full. Throws Error(message_too_large)
+  /// Sends one message (with coalescing on: buffers it, sending the buffer when full; see
+  /// "Coalescing"). Blocks while the socket buffer is full. Throws Error(message_too_large)
   /// if it exceeds max_message_size() (nothing is sent), Closed if the peer is gone,
   /// Error(not_supported) on the receive end of a one-way Pipe, Error(closed) once close()d.
   void send_bytes(std::span<const std::byte> message);
@@ -119,6 +156,18 @@ class Connection {
   void send_many(std::span<const T> values) {
     send_fixed_many(std::as_bytes(values), sizeof(T));
   }
+
+  // --- coalescing (see "Coalescing" above) ----------------------------------------------------
+  /// Turns send coalescing on or off for this end (off by default). Turning it off flushes what
+  /// is buffered (and throws as flush()). Throws Error(closed) once close()d.
+  void set_coalescing(bool on);
+  /// Whether sends on this end are coalesced.
+  bool coalescing() const noexcept;
+  /// Sends every buffered message now as one gathered send and returns once all are in the
+  /// kernel's socket buffer (the write(2) guarantee). Blocks while the socket buffer is full; no
+  /// system call when nothing is buffered. Throws Closed if the peer is gone (the buffered
+  /// messages are dropped), Error(closed) once close()d.
+  void flush();
 
   /// Passes `fd` (duplicated into the receiver by the kernel, SCM_RIGHTS) as one message. The
   /// caller keeps its own `fd`. Throws Error(EBADF) for a bad fd, and as send_bytes.
@@ -163,7 +212,8 @@ class Connection {
   bool poll_until(const Deadline& deadline);
 
   // --- state ---------------------------------------------------------------------------------
-  /// Closes the socket and any received fd not yet taken. Idempotent.
+  /// Flushes what coalescing buffered (errors dropped: see "Coalescing"), then closes the socket
+  /// and any received fd not yet taken. Idempotent.
   void close() noexcept;
   bool closed() const noexcept;
   /// The socket, for users' own poll loops (see the note on read-ahead above); -1 once closed.
