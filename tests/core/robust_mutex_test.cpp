@@ -122,6 +122,34 @@ TEST(RobustMutex, AKilledWaiterDoesNotStrandTheOthers) {
   EXPECT_EQ(mptest::wait_exit(survivor), 0);
 }
 
+// unlock() reads the owner from the lock word only when the mutex is not the front of this
+// thread's robust list (the lock taken last). Out-of-order unlocks take that path; the list
+// must stay whole, so a later death still reports every mutex the child held — and only those.
+TEST(RobustMutex, UnlockInAnyOrderKeepsTheRobustListWhole) {
+  struct Four { mp::RobustMutex a, b, c, d; };
+  mptest::Shared<Four> m;
+  const pid_t child = mptest::spawn([&] {
+    if (m->a.lock() != LockResult::acquired || m->b.lock() != LockResult::acquired ||
+        m->c.lock() != LockResult::acquired)
+      return 1;
+    if (!m->b.unlock()) return 2;   // the middle of the list
+    if (m->d.lock() != LockResult::acquired) return 3;
+    if (!m->a.unlock()) return 4;   // the back of the list
+    if (m->a.unlock() || m->b.unlock()) return 5;  // no longer held: refused
+    return 0;                        // exits holding c and d
+  });
+  ASSERT_EQ(mptest::wait_exit(child), 0);
+  EXPECT_EQ(m->a.try_lock(), LockResult::acquired);
+  EXPECT_EQ(m->b.try_lock(), LockResult::acquired);
+  EXPECT_EQ(m->c.try_lock(), LockResult::owner_dead);
+  EXPECT_EQ(m->d.try_lock(), LockResult::owner_dead);
+  m->c.make_consistent();
+  m->d.make_consistent();
+  // Release in lock order (a is at the back of this thread's list, d at the front).
+  for (mp::RobustMutex* x : {&m->a, &m->b, &m->c, &m->d}) EXPECT_TRUE(x->unlock());
+  for (mp::RobustMutex* x : {&m->a, &m->b, &m->c, &m->d}) EXPECT_FALSE(x->locked());
+}
+
 TEST(RobustMutex, ForkedChildIsNotTheOwnerOfItsParentsMutex) {
   mptest::Shared<mp::RobustMutex> m;
   ASSERT_EQ(m->lock(), LockResult::acquired);

@@ -27,6 +27,14 @@
 // sleep), so the last unlock of a contended episode may make one wake call that finds nobody;
 // there is no waiter counter that a killed waiter could leave wrong.
 //
+// Cost (bench-sync, this 2-vCPU VM): uncontended lock+unlock 15.3 ns; a minimal futex mutex
+// (CAS + fetch_sub, no robustness) 10.5 ns; a robust pshared pthread_mutex_t 19.7 ns; a normal
+// one 14.7 ns. The ~4.8 ns above the minimal mutex is the robust-list bookkeeping (the pending
+// slot set and cleared around each atomic, the doubly linked insert and unlink): what makes
+// a killed holder recoverable, and what glibc pays too (its robust mutex costs 5 ns more than
+// its normal one). unlock() checks ownership through the robust list, not the lock word:
+// reloading the word right after lock's CAS and list stores cost another 2.5 ns.
+//
 // Memory ordering: lock's successful CAS is `acquire` (it begins the critical section);
 // unlock's exchange is `release` (it ends it). The robust-list links and `list_op_pending` are
 // per-thread data read only by this thread and, after its death, by the kernel in its context:
@@ -159,9 +167,16 @@ class RobustMutex {
   // `poison`: unlocking after owner_dead without make_consistent -> not recoverable.
   bool release_native(bool poison) noexcept {
     detail::ThreadIds& ids = detail::thread_ids();
-    const std::uint32_t w = word_.load(std::memory_order_relaxed);
-    if ((w & kTidMask) != static_cast<std::uint32_t>(ids.tid) || w == kNotRecoverable || !ids.robust_ok) return false;
+    if (!ids.robust_ok) return false;
     auto* head = static_cast<ListHead*>(ids.robust_head);
+    // Ownership. This thread's robust list holds exactly the mutexes it holds, so when this
+    // node is at its front (the usual case: the lock taken last is released first) the thread
+    // is the owner without reading the word. Reading the word here, just after the lock's
+    // CAS and list stores, costs ~2.5 ns of the ~15 ns lock+unlock (measured, bench-sync).
+    if (head->list != &next_) [[unlikely]] {
+      const std::uint32_t w = word_.load(std::memory_order_relaxed);
+      if ((w & kTidMask) != static_cast<std::uint32_t>(ids.tid) || w == kNotRecoverable) return false;
+    }
     head->list_op_pending = &next_;
     std::atomic_signal_fence(std::memory_order_seq_cst);
     dequeue();
