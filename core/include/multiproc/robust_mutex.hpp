@@ -21,8 +21,14 @@
 // to a robust process-shared `pthread_mutex_t` inside the same bytes: `native()` says which.
 //
 // Waiting strategy: uncontended lock and unlock are one CAS / one exchange and no system
-// call. Contended: spin (park.hpp's budget) while the word is owned, then set FUTEX_WAITERS and
-// FUTEX_WAIT on the word. Unlock wakes one waiter only when FUTEX_WAITERS is set. As in glibc,
+// call. Contended: spin up to 256 pauses (~2.8 µs here, well under the ~10 µs a sleeping
+// hand-off costs) while the word is owned, reading it with exponential backoff (after 1, 2,
+// 4, ... 64 pauses: 9 reads), then set FUTEX_WAITERS and FUTEX_WAIT on the word. The backoff
+// is what makes spinning pay under contention: each read takes the word's cache line away from
+// the owner. Measured in one run (bench-sync, 2 processes hammering one lock): reading every
+// pause gave 0.43x a robust pthread mutex's throughput, backing off gives 1.4-1.5x, while a
+// waiter that has not slept yet still takes the lock ~0.6 µs after the unlock (p50; p99
+// ~0.8 µs), against ~15 µs for robust pthread, which parks at once. Unlock wakes one waiter only when FUTEX_WAITERS is set. As in glibc,
 // a waiter that wakes and takes the lock keeps FUTEX_WAITERS set (other waiters may still
 // sleep), so the last unlock of a contended episode may make one wake call that finds nobody;
 // there is no waiter counter that a killed waiter could leave wrong.
