@@ -10,6 +10,7 @@
 #include <rapidcheck/gtest.h>
 
 #include <cstring>
+#include <fcntl.h>
 #include <unistd.h>
 
 namespace mp = multiproc;
@@ -162,5 +163,48 @@ RC_GTEST_PROP(PipeProperty, RandomSequencesArriveIntactBetweenProcesses, ()) {
     RC_ASSERT(got == message(k, sizes[k]));
   }
   RC_ASSERT_THROWS_AS((void)rx.recv_bytes(), mp::Eof);
+  RC_ASSERT(mptest::wait_exit(pid) == 0);
+}
+
+// Coalescing: a child sends a random sequence of data and fd messages on a coalescing end,
+// with random flush points in between (flush, poll, turning coalescing off and on) and a random
+// way to end (close, or flush then _exit); the parent receives every message intact, in order.
+RC_GTEST_PROP(PipeProperty, CoalescedSequencesArriveIntactWhateverTheFlushPoints, ()) {
+  const auto sizes = *rc::gen::container<std::vector<std::size_t>>(message_size());
+  // After message k: 0-5 nothing, 6 flush(), 7 poll(), 8 coalescing off and on again, 9 an fd message.
+  const auto after = *rc::gen::container<std::vector<int>>(sizes.size(), rc::gen::inRange(0, 10));
+  const bool end_by_close = *rc::gen::arbitrary<bool>();
+  auto [parent, child] = mp::Pipe();
+  const pid_t pid = mptest::spawn([&] {
+    parent.close();
+    const int any_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    child.set_coalescing(true);
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+      child.send_bytes(message(k, sizes[k]));
+      switch (after[k]) {
+        case 6: child.flush(); break;
+        case 7: (void)child.poll(); break;
+        case 8: child.set_coalescing(false); child.set_coalescing(true); break;
+        case 9: child.send_fd(any_fd); break;
+        default: break;
+      }
+    }
+    if (end_by_close) {
+      child.close();
+    } else {
+      child.flush();  // _exit() (mptest::spawn) would drop what is still buffered
+    }
+    return 0;
+  });
+  child.close();
+  for (std::size_t k = 0; k < sizes.size(); ++k) {
+    RC_ASSERT(parent.recv_bytes() == message(k, sizes[k]));
+    if (after[k] == 9) {
+      const int fd = parent.recv_fd();
+      RC_ASSERT(fd >= 0);
+      ::close(fd);
+    }
+  }
+  RC_ASSERT_THROWS_AS((void)parent.recv_bytes(), mp::Eof);
   RC_ASSERT(mptest::wait_exit(pid) == 0);
 }
