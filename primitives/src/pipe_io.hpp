@@ -62,9 +62,26 @@ int wait_fd(int fd, short events, const Deadline& deadline) noexcept;
 /// send (IORING_OP_SEND / send(2)): cheaper than importing a msghdr and an iovec array.
 inline constexpr std::size_t kSmallSend = 4096;
 
-/// Copies iov[0..n) into `out` (kSmallSend bytes) and returns the total, or returns 0 without
-/// copying if it would not fit.
-std::size_t gather_small(const iovec* iov, int n, void* out) noexcept;
+/// One send_all's scratch space, the same for both backends (on the caller's stack; msghdrs it
+/// fills point into it, so it is neither copied nor moved).
+class SendScratch {
+ public:
+  SendScratch() noexcept = default;
+  SendScratch(const SendScratch&) = delete;
+  SendScratch& operator=(const SendScratch&) = delete;
+
+  /// Several pieces carrying no fd and at most kSmallSend bytes in all: replaces iov[0..n) by
+  /// one contiguous copy (n becomes 1). Otherwise leaves them as they are.
+  void gather_small(iovec*& iov, int& n, int pass_fd) noexcept;
+  /// Fills `msg` for one sendmsg of iov[0..min(n, IOV_MAX)), with `pass_fd` (if >= 0) as
+  /// SCM_RIGHTS in this scratch's control space.
+  void prepare_msg(msghdr& msg, iovec* iov, int n, int pass_fd) noexcept;
+
+ private:
+  alignas(cmsghdr) char control_[CMSG_SPACE(sizeof(int))];
+  alignas(64) char small_[kSmallSend];
+  iovec one_;
+};
 
 /// Drops the first `done` bytes from iov[0..n) (and any emptied entries).
 void advance_iov(iovec*& iov, int& n, std::size_t done) noexcept;
@@ -74,14 +91,20 @@ void advance_iov(iovec*& iov, int& n, std::size_t done) noexcept;
 /// back to system calls for its calls; the wire format is the same.
 const PipeIo* uring_io() noexcept;
 
-/// Collects SCM_RIGHTS fds from a received msghdr into `out` (closing any beyond kMaxRecvFds and
-/// flagging truncation); shared by both backends.
-void collect_fds(const msghdr& msg, RecvResult& out) noexcept;
+/// One recvmsg into buf[0..len) with room for kMaxRecvFds fds of SCM_RIGHTS control data, the
+/// same for both backends (`msg` points into this object: it is neither copied nor moved).
+struct RecvMsg {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxRecvFds)];
+  iovec v;
+  msghdr msg;
 
-/// Room for kMaxRecvFds fds of SCM_RIGHTS control data.
-inline constexpr std::size_t kCmsgSpace = CMSG_SPACE(sizeof(int) * kMaxRecvFds);
+  RecvMsg(void* buf, std::size_t len) noexcept;
+  RecvMsg(const RecvMsg&) = delete;
+  RecvMsg& operator=(const RecvMsg&) = delete;
 
-/// Fills `msg` for one send of iov[0..n), with `pass_fd` (if >= 0) as SCM_RIGHTS in `control`.
-void prepare_send_msg(msghdr& msg, iovec* iov, int n, int pass_fd, void* control) noexcept;
+  /// Records a completed receive of `bytes` (0: end of stream) in `out`, with the fds that came
+  /// with it (any beyond kMaxRecvFds closed, truncation flagged).
+  void finish(std::size_t bytes, RecvResult& out) const noexcept;
+};
 
 }  // namespace multiproc::detail

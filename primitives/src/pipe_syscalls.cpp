@@ -13,14 +13,14 @@
 
 namespace multiproc::detail {
 
-void prepare_send_msg(msghdr& msg, iovec* iov, int n, int pass_fd, void* control) noexcept {
+void SendScratch::prepare_msg(msghdr& msg, iovec* iov, int n, int pass_fd) noexcept {
   msg = msghdr{};
   msg.msg_iov = iov;
-  msg.msg_iovlen = static_cast<std::size_t>(n);
+  msg.msg_iovlen = static_cast<std::size_t>(std::min(n, IOV_MAX));
   if (pass_fd >= 0) {
-    std::memset(control, 0, CMSG_SPACE(sizeof(int)));
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int));
+    std::memset(control_, 0, sizeof control_);
+    msg.msg_control = control_;
+    msg.msg_controllen = sizeof control_;
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
@@ -29,7 +29,17 @@ void prepare_send_msg(msghdr& msg, iovec* iov, int n, int pass_fd, void* control
   }
 }
 
-void collect_fds(const msghdr& msg, RecvResult& out) noexcept {
+RecvMsg::RecvMsg(void* buf, std::size_t len) noexcept : v{buf, len}, msg{} {
+  std::memset(control, 0, sizeof control);
+  msg.msg_iov = &v;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+}
+
+void RecvMsg::finish(std::size_t bytes, RecvResult& out) const noexcept {
+  out.bytes = bytes;
+  out.eof = bytes == 0;
   if ((msg.msg_flags & MSG_CTRUNC) != 0) out.fds_truncated = true;
   if (msg.msg_control == nullptr || msg.msg_controllen < sizeof(cmsghdr)) return;
   auto& m = const_cast<msghdr&>(msg);  // CMSG_NXTHDR takes a non-const msghdr; nothing is written
@@ -49,16 +59,19 @@ void collect_fds(const msghdr& msg, RecvResult& out) noexcept {
   }
 }
 
-std::size_t gather_small(const iovec* iov, int n, void* out) noexcept {
+void SendScratch::gather_small(iovec*& iov, int& n, int pass_fd) noexcept {
+  if (pass_fd >= 0 || n <= 1) return;
   std::size_t total = 0;
   for (int i = 0; i < n; ++i) total += iov[i].iov_len;
-  if (total > kSmallSend) return 0;
-  auto* p = static_cast<char*>(out);
+  if (total > kSmallSend) return;
+  char* p = small_;
   for (int i = 0; i < n; ++i) {
     std::memcpy(p, iov[i].iov_base, iov[i].iov_len);
     p += iov[i].iov_len;
   }
-  return total;
+  one_ = {small_, total};
+  iov = &one_;
+  n = 1;
 }
 
 void advance_iov(iovec*& iov, int& n, std::size_t done) noexcept {
@@ -98,16 +111,8 @@ class SyscallIo final : public PipeIo {
   std::string_view name() const noexcept override { return "syscalls"; }
 
   int send_all(int fd, iovec* iov, int n, int pass_fd) const noexcept override {
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    alignas(64) char small[kSmallSend];
-    iovec one;
-    if (pass_fd < 0 && n > 1) {
-      if (const std::size_t total = gather_small(iov, n, small)) {
-        one = {small, total};
-        iov = &one;
-        n = 1;
-      }
-    }
+    SendScratch scratch;
+    scratch.gather_small(iov, n, pass_fd);
     while (n > 0) {
       if (pass_fd < 0 && n == 1) {  // no msghdr to import
         const ssize_t r = ::send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
@@ -122,7 +127,7 @@ class SyscallIo final : public PipeIo {
         continue;
       }
       msghdr msg;
-      prepare_send_msg(msg, iov, std::min(n, IOV_MAX), pass_fd, control);
+      scratch.prepare_msg(msg, iov, n, pass_fd);
       const ssize_t r = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
       if (r < 0) {
         if (errno == EINTR) continue;
@@ -141,22 +146,13 @@ class SyscallIo final : public PipeIo {
 
   int recv(int fd, void* buf, std::size_t len, bool waitall, const Deadline& deadline,
            RecvResult& out) const noexcept override {
-    alignas(cmsghdr) char control[kCmsgSpace];
     const bool blocking = deadline.infinite();
     for (;;) {
-      std::memset(control, 0, sizeof control);
-      iovec v{buf, len};
-      msghdr msg{};
-      msg.msg_iov = &v;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
+      RecvMsg m(buf, len);
       const int flags = MSG_CMSG_CLOEXEC | (blocking ? (waitall ? MSG_WAITALL : 0) : MSG_DONTWAIT);
-      const ssize_t r = ::recvmsg(fd, &msg, flags);
+      const ssize_t r = ::recvmsg(fd, &m.msg, flags);
       if (r >= 0) {
-        collect_fds(msg, out);
-        out.bytes = static_cast<std::size_t>(r);
-        out.eof = r == 0;
+        m.finish(static_cast<std::size_t>(r), out);
         return 0;
       }
       if (errno == EINTR) continue;

@@ -33,7 +33,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <climits>
 #include <cstring>
 #include <poll.h>
 #include <sys/socket.h>
@@ -175,16 +174,8 @@ class UringIo final : public PipeIo {
   std::string_view name() const noexcept override { return "io_uring"; }
 
   int send_all(int fd, iovec* iov, int n, int pass_fd) const noexcept override {
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    alignas(64) char small[kSmallSend];
-    iovec one;
-    if (pass_fd < 0 && n > 1) {
-      if (const std::size_t total = gather_small(iov, n, small)) {
-        one = {small, total};
-        iov = &one;
-        n = 1;
-      }
-    }
+    SendScratch scratch;
+    scratch.gather_small(iov, n, pass_fd);
     while (n > 0) {
       io_uring* ring = t_ring.get();
       if (ring == nullptr) return syscall_io().send_all(fd, iov, n, pass_fd);
@@ -193,7 +184,7 @@ class UringIo final : public PipeIo {
       if (pass_fd < 0 && n == 1) {  // no msghdr to import
         io_uring_prep_send(sqe, fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL | MSG_WAITALL);
       } else {
-        prepare_send_msg(msg, iov, n < IOV_MAX ? n : IOV_MAX, pass_fd, control);
+        scratch.prepare_msg(msg, iov, n, pass_fd);
         io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL | MSG_WAITALL);
       }
       sqe->user_data = kOpTag;
@@ -217,20 +208,13 @@ class UringIo final : public PipeIo {
 
   int recv(int fd, void* buf, std::size_t len, bool waitall, const Deadline& deadline,
            RecvResult& out) const noexcept override {
-    alignas(cmsghdr) char control[kCmsgSpace];
     for (;;) {
       io_uring* ring = t_ring.get();
       if (ring == nullptr) return syscall_io().recv(fd, buf, len, waitall, deadline, out);
       const bool try_only = !deadline.infinite() && deadline.expired();
-      std::memset(control, 0, sizeof control);
-      iovec v{buf, len};
-      msghdr msg{};
-      msg.msg_iov = &v;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
+      RecvMsg m(buf, len);
       io_uring_sqe* sqe = io_uring_get_sqe(ring);
-      io_uring_prep_recvmsg(sqe, fd, &msg, MSG_CMSG_CLOEXEC | (try_only ? MSG_DONTWAIT : 0));
+      io_uring_prep_recvmsg(sqe, fd, &m.msg, MSG_CMSG_CLOEXEC | (try_only ? MSG_DONTWAIT : 0));
       sqe->user_data = kOpTag;
       unsigned count = 1;
       __kernel_timespec ts{};
@@ -247,9 +231,7 @@ class UringIo final : public PipeIo {
       if (submit_and_reap(ring, count, res, try_only) < 0) continue;  // ring gone: the syscall path takes over
       const int r = res[kOpTag];
       if (r >= 0) {
-        collect_fds(msg, out);
-        out.bytes = static_cast<std::size_t>(r);
-        out.eof = r == 0;
+        m.finish(static_cast<std::size_t>(r), out);
         return 0;
       }
       switch (r) {

@@ -10,6 +10,7 @@
 #include <multiproc/process.hpp>
 
 #include "mptest.hpp"
+#include "pipe_test_util.hpp"
 
 #include <gtest/gtest.h>
 
@@ -23,21 +24,9 @@
 namespace mp = multiproc;
 using namespace std::chrono_literals;
 
-#define CHILD_CHECK(cond)                                                                   \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
-      std::fprintf(stderr, "child %d: %s:%d: %s\n", ::getpid(), __FILE__, __LINE__, #cond); \
-      return __LINE__ % 200 + 1;                                                            \
-    }                                                                                       \
-  } while (0)
-
 namespace {
 
-std::vector<std::byte> message(std::size_t index, std::size_t size) {
-  std::vector<std::byte> m(size);
-  for (std::size_t i = 0; i < size; ++i) m[i] = std::byte(static_cast<unsigned char>(index * 131 + i * 7 + (i >> 8)));
-  return m;
-}
+using pipetest::message;
 
 // Sizes cycling through empty, tiny, around the copy limit (16 KiB frames) and large.
 std::size_t size_of(std::size_t k) {

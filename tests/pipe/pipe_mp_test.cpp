@@ -5,6 +5,7 @@
 
 #include "frame.hpp"
 #include "mptest.hpp"
+#include "pipe_test_util.hpp"
 
 #include <gtest/gtest.h>
 
@@ -23,14 +24,6 @@
 
 namespace mp = multiproc;
 using namespace std::chrono_literals;
-
-#define CHILD_CHECK(cond)                                                          \
-  do {                                                                             \
-    if (!(cond)) {                                                                 \
-      std::fprintf(stderr, "child %d: %s:%d: %s\n", ::getpid(), __FILE__, __LINE__, #cond); \
-      return __LINE__ % 200 + 1;                                                   \
-    }                                                                              \
-  } while (0)
 
 namespace {
 

@@ -4,6 +4,7 @@
 
 #include "frame.hpp"
 #include "mptest.hpp"
+#include "pipe_test_util.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
@@ -21,15 +22,7 @@ using mp::detail::kHeaderSize;
 
 namespace {
 
-std::byte content(std::size_t message, std::size_t i) {
-  return std::byte(static_cast<unsigned char>(message * 131 + i * 7 + (i >> 8)));
-}
-
-std::vector<std::byte> message(std::size_t index, std::size_t size) {
-  std::vector<std::byte> m(size);
-  for (std::size_t i = 0; i < size; ++i) m[i] = content(index, i);
-  return m;
-}
+using pipetest::message;
 
 // Sizes: mostly small, sometimes around the read-ahead chunk, rarely large.
 rc::Gen<std::size_t> message_size() {
