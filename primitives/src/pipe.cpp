@@ -1,5 +1,9 @@
-// Connection: framing, read-ahead, fd bookkeeping and every policy over the two I/O backends
-// (pipe_io.hpp). See pipe.hpp for the guarantees and frame.hpp for the wire format.
+// Connection: framing, read-ahead, send coalescing, fd bookkeeping and every policy over the two
+// I/O backends (pipe_io.hpp). See pipe.hpp for the guarantees and frame.hpp for the wire format.
+//
+// Registries (one mutex, g_registry_mutex, fork-safe through pthread_atfork): fd -> Impl, so
+// wait() sees read-ahead messages and flushes coalesced sends; and the set of coalescing Impls,
+// flushed by the exit handler (std::atexit) and at the end of a Process child.
 #include <multiproc/pipe.hpp>
 
 #include "frame.hpp"
@@ -343,7 +347,7 @@ void Connection::Impl::send_iov(const char* op, iovec* iov, int n, int pass_fd, 
     }
     throw Closed(str(op, dropped == 0 ? std::string("the peer closed the connection")
                                       : "the peer closed the connection; " + std::to_string(dropped) +
-                                            " buffered message(s) were dropped"));
+                                            " unsent message(s) were dropped"));
   }
   close();  // part of a frame may have gone out: the stream is no longer well-formed
   detail::throw_errno(-e, str(op, "sendmsg failed; the connection is closed"));

@@ -25,6 +25,14 @@
 // behind it (IOSQE_IO_LINK) halves the io_uring_enter calls of a round trip, but costs ~0.1 µs
 // more CPU per trip than two enters (the linked receive is issued from task work and fails once
 // before it arms its poll), so it did not pay on the 6.18 kernel here.
+//
+// Also left out: leaving a coalesced send (pipe.hpp, "Coalescing") in flight while the next
+// buffer fills. A send into a socket with room completes during io_uring_submit (the first
+// issue is inline), so there is nothing to overlap; into a full socket, the next flush must wait
+// for it anyway. It would cost the invariant this file rests on — nothing in flight between
+// calls, so one ring per thread serves every connection and a connection may change threads —
+// and every delivering flush point would need a wait. Coalesced 64 B streaming reaches ~12x one
+// write() per message synchronously (bench/pipe.cpp).
 #include "pipe_io.hpp"
 
 #include <multiproc/ids.hpp>

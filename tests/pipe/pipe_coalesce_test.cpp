@@ -314,7 +314,7 @@ TEST(PipeCoalescing, PeerClosedIsReportedAtTheNextFlushPoint) {
     FAIL() << "expected Closed";
   } catch (const mp::Error& e) {
     EXPECT_EQ(e.code(), mp::errc::closed);
-    EXPECT_NE(std::string(e.what()).find("3 buffered message(s) were dropped"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("3 unsent message(s) were dropped"), std::string::npos) << e.what();
   }
   parent.flush();  // dropped: nothing left to fail
   // A recv is a flush point too; after it reported the loss, what the peer sent is still there.
