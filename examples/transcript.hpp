@@ -1,0 +1,139 @@
+// examples/transcript.hpp — what the tutorial ports print, and the check that they printed it.
+//
+// A port prints through say() (printf-like, one line, flushed at once so lines from several
+// processes come out whole). say() also appends the line to a Transcript that lives in shared
+// memory, so after the children have ended the main process can compare what was printed, by
+// anyone, with what the Python program prints: exactly and in order (expect) where Python's
+// order is deterministic, or as a multiset (expect_unordered) where it depends on scheduling.
+//
+// Use: Transcript::open() once in main, before the first fork (Process, Pool); then say()
+// anywhere; section() marks where a program's output starts. A failed expectation prints both
+// listings to stderr; the example then exits 1 — that is the smoke test's output check.
+//
+// Layout: a fixed table of 2048 lines of at most 159 bytes and an atomic line counter, made
+// in its own Arena (a memfd mapping inherited across fork). Not a library component: only
+// what the examples need.
+#pragma once
+
+#include <multiproc/arena.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace tutorial {
+
+class Transcript {
+ public:
+  static constexpr int kLines = 2048;
+  static constexpr int kWidth = 160;
+
+  /// Makes the process-wide transcript (once, before forking).
+  static Transcript& open() {
+    static multiproc::Arena arena = multiproc::Arena::create(sizeof(Transcript) + (1 << 16), "transcript");
+    instance_ = &arena.make<Transcript>("transcript");
+    return *instance_;
+  }
+  static Transcript& get() { return *instance_; }
+
+  void record(const char* text) {
+    const int i = n_.fetch_add(1);
+    if (i >= kLines) return;  // overflow shows up as a mismatch: size() still counts it
+    const std::size_t n = std::min(std::strlen(text), std::size_t{kWidth - 1});
+    std::memcpy(line_[i], text, n);
+    line_[i][n] = '\0';
+  }
+  int size() const { return n_.load(); }
+  std::vector<std::string> since(int mark) const {
+    std::vector<std::string> out;
+    for (int i = mark; i < std::min(size(), kLines); ++i) out.emplace_back(line_[i]);
+    return out;
+  }
+
+ private:
+  static inline Transcript* instance_ = nullptr;
+  std::atomic<int> n_{0};
+  char line_[kLines][kWidth];
+};
+
+/// Prints one line (a '\n' is added) to stdout, flushes, and records it.
+[[gnu::format(printf, 1, 2)]] inline void say(const char* fmt, ...) {
+  char buf[Transcript::kWidth * 4];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  std::printf("%s\n", buf);
+  std::fflush(stdout);
+  Transcript::get().record(buf);
+}
+
+[[gnu::format(printf, 1, 2)]] inline std::string str(const char* fmt, ...) {
+  char buf[Transcript::kWidth * 4];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
+/// Where the next program's output starts; prints a header line to stdout only (not recorded).
+inline int section(const char* title) {
+  std::printf("---- %s\n", title);
+  std::fflush(stdout);
+  return Transcript::get().size();
+}
+
+inline void dump(const char* what, const std::vector<std::string>& lines) {
+  std::fprintf(stderr, "  %s (%zu lines):\n", what, lines.size());
+  for (const auto& l : lines) std::fprintf(stderr, "    |%s|\n", l.c_str());
+}
+
+/// The lines printed since `mark` are exactly `want`, in order.
+inline bool expect(int mark, const std::vector<std::string>& want, const char* title = "") {
+  const auto got = Transcript::get().since(mark);
+  if (got == want) return true;
+  std::fprintf(stderr, "output check failed: %s\n", title);
+  dump("expected", want);
+  dump("printed", got);
+  return false;
+}
+
+/// The lines printed since `mark` are `want` in some order.
+inline bool expect_unordered(int mark, std::vector<std::string> want, const char* title = "") {
+  auto got = Transcript::get().since(mark);
+  auto sorted_got = got;
+  std::sort(sorted_got.begin(), sorted_got.end());
+  std::sort(want.begin(), want.end());
+  if (sorted_got == want) return true;
+  std::fprintf(stderr, "output check failed (any order): %s\n", title);
+  dump("expected", want);
+  dump("printed", got);
+  return false;
+}
+
+/// Position of `line` among the lines since `mark` (-1 if absent).
+inline int position(int mark, const std::string& line) {
+  const auto got = Transcript::get().since(mark);
+  const auto it = std::find(got.begin(), got.end(), line);
+  return it == got.end() ? -1 : static_cast<int>(it - got.begin());
+}
+
+/// Python's repr of a list of ints: [0, 1, 2].
+template <class Range>
+std::string py_list(const Range& r) {
+  std::string s = "[";
+  bool first = true;
+  for (const auto& x : r) {
+    s += (first ? "" : ", ") + std::to_string(x);
+    first = false;
+  }
+  return s + "]";
+}
+
+}  // namespace tutorial
