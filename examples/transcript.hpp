@@ -49,9 +49,11 @@ class Transcript {
     line_[i][n] = '\0';
   }
   int size() const { return n_.load(); }
-  std::vector<std::string> since(int mark) const {
+  /// Lines [mark, end) (end < 0: up to the last one).
+  std::vector<std::string> since(int mark, int end = -1) const {
     std::vector<std::string> out;
-    for (int i = mark; i < std::min(size(), kLines); ++i) out.emplace_back(line_[i]);
+    const int stop = std::min(end < 0 ? size() : end, kLines);
+    for (int i = mark; i < stop; ++i) out.emplace_back(line_[i]);
     return out;
   }
 
@@ -104,9 +106,9 @@ inline bool expect(int mark, const std::vector<std::string>& want, const char* t
   return false;
 }
 
-/// The lines printed since `mark` are `want` in some order.
-inline bool expect_unordered(int mark, std::vector<std::string> want, const char* title = "") {
-  auto got = Transcript::get().since(mark);
+/// The lines printed since `mark` (up to `end` if given) are `want` in some order.
+inline bool expect_unordered(int mark, std::vector<std::string> want, const char* title = "", int end = -1) {
+  auto got = Transcript::get().since(mark, end);
   auto sorted_got = got;
   std::sort(sorted_got.begin(), sorted_got.end());
   std::sort(want.begin(), want.end());
