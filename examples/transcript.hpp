@@ -91,6 +91,17 @@ inline int section(const char* title) {
   return Transcript::get().size();
 }
 
+/// A remark of the port's own (not something the Python prints): to stdout, not recorded.
+[[gnu::format(printf, 1, 2)]] inline void note(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::printf("  # ");
+  std::vprintf(fmt, ap);
+  std::printf("\n");
+  va_end(ap);
+  std::fflush(stdout);
+}
+
 inline void dump(const char* what, const std::vector<std::string>& lines) {
   std::fprintf(stderr, "  %s (%zu lines):\n", what, lines.size());
   for (const auto& l : lines) std::fprintf(stderr, "    |%s|\n", l.c_str());
