@@ -107,9 +107,9 @@ inline void dump(const char* what, const std::vector<std::string>& lines) {
   for (const auto& l : lines) std::fprintf(stderr, "    |%s|\n", l.c_str());
 }
 
-/// The lines printed since `mark` are exactly `want`, in order.
-inline bool expect(int mark, const std::vector<std::string>& want, const char* title = "") {
-  const auto got = Transcript::get().since(mark);
+/// The lines printed since `mark` (up to `end` if given) are exactly `want`, in order.
+inline bool expect(int mark, const std::vector<std::string>& want, const char* title = "", int end = -1) {
+  const auto got = Transcript::get().since(mark, end);
   if (got == want) return true;
   std::fprintf(stderr, "output check failed: %s\n", title);
   dump("expected", want);
