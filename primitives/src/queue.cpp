@@ -65,8 +65,12 @@ void Ring::init(void* slots, std::size_t capacity, std::size_t stride, std::size
                           std::uint64_t{payload_off_}})
     h = mix(h, v);
   check_ = h;
-  for (std::size_t i = 0; i < capacity; ++i)
-    ::new (static_cast<void*>(static_cast<std::byte*>(slots) + i * stride)) std::atomic<std::uint64_t>(make_state(0, kEmpty));
+  for (std::size_t i = 0; i < capacity; ++i) {
+    std::byte* slot = static_cast<std::byte*>(slots) + i * stride;
+    ::new (static_cast<void*>(slot)) std::atomic<std::uint64_t>(make_state(0, kEmpty));
+    // A packed slot's item word is 0 while empty (produce_packed's blind CAS expects it).
+    if (flags & kPacked) ::new (static_cast<void*>(slot + 8)) std::atomic<std::uint64_t>(0);
+  }
   tail_.store(0, std::memory_order_relaxed);  // relaxed: nobody else can see the ring before construction ends
   head_.store(0, std::memory_order_relaxed);
 }
@@ -137,7 +141,7 @@ bool Ring::try_recover(std::size_t stride, std::uint64_t at, std::uint64_t seen)
 
 bool Ring::check_stuck(std::size_t stride, std::uint64_t at, std::uint64_t seen, StuckWatch& watch) {
   const Kind k = kind_of(seen);
-  if (k != kWriting && k != kReading) return false;
+  if ((k != kWriting && k != kReading) || tid_of(seen) == 0) return false;  // not a claim (a sealed slot)
   const void* slot = &state_at(stride, index_of(at));
   const auto now = clock::now();
   if (watch.slot != slot || watch.state != seen) {
@@ -200,6 +204,138 @@ bool Ring::await(bool producer, std::size_t stride, std::uint64_t at, bool block
   return !deadline.expired() || changed();
 }
 
+Ring::Result Ring::produce_packed_slow(std::uint64_t item, const Deadline* deadline, const char* op) {
+  // Relaxed: a put that starts after close() returned (happens-after its store) sees it; a
+  // racing one is stopped by the seal (see "close/drain" at the top).
+  if (closed_.load(std::memory_order_relaxed)) throw_closed(op);
+  const bool joinable = flags_ & kJoinable;
+  if (joinable) unfinished_.fetch_add(1, std::memory_order_seq_cst);  // as in produce
+  StuckWatch local;  // await's; never used here: packed slots are never claimed
+  bool first_wait = true;
+  std::uint64_t at = tail_.load(std::memory_order_relaxed);  // a hint; see advance_hint
+  for (;;) {
+    std::size_t budget = scan_budget();
+    std::uint64_t seen = 0;
+    bool blocked = false;
+    for (;;) {
+      if (index_of(at) >= capacity_) [[unlikely]] {
+        if (joinable) unfinished_sub();
+        throw_corrupt(op, at);
+      }
+      PackedSlot& slot = packed_at(index_of(at));
+      const std::uint32_t lap = lap_of(at);
+      const std::uint64_t empty = make_state(lap, kEmpty);
+      // Blind: an empty slot's item word is 0, so the CAS needs no load before it (one
+      // read-for-ownership of the line). A failure loads what the slot holds into {s, it}.
+      std::uint64_t s = empty, it = 0;
+      bool put = cas16(slot, s, it, make_state(lap, kFull), item);
+      if (!put && s == empty) [[unlikely]]
+        put = cas16(slot, s, it, make_state(lap, kFull), item);  // a nonzero item word: a scribbled ring
+      if (put) {
+        advance_hint(tail_, next(at));
+        not_empty_.notify_one();  // after a locked RMW: the Dekker store ParkingLot requires
+        return Result::done;
+      }
+      if (is_sealed(s)) {  // a get found the closed queue drained here
+        if (joinable) unfinished_sub();
+        throw_closed(op);
+      }
+      const std::int64_t d = phase_diff(s, std::uint64_t{lap} * 4);
+      if (d < 0 || --budget == 0) {
+        blocked = d < 0;
+        seen = s;
+        break;
+      }
+      // Ahead (full, or empty of a later lap): this ticket is taken.
+      at = skip(at, kind_of(s) == kEmpty ? static_cast<std::uint32_t>(s >> 32) - 1 : static_cast<std::uint32_t>(s >> 32));
+      if ((budget & 15) == 0) {
+        const std::uint64_t h = tail_.load(std::memory_order_relaxed);
+        if (before(at, h)) at = h;
+      }
+    }
+    if (!blocked) advance_hint(tail_, at);
+    if (deadline == nullptr) {
+      if (joinable) unfinished_sub();
+      return Result::would_block;
+    }
+    const bool again = await(true, kPackedStride, at, blocked, seen, *deadline, local, first_wait);
+    first_wait = false;
+    if (closed_.load(std::memory_order_seq_cst)) {
+      if (joinable) unfinished_sub();
+      throw_closed(op);
+    }
+    if (!again) {
+      if (joinable) unfinished_sub();
+      return Result::timed_out;
+    }
+    at = tail_.load(std::memory_order_relaxed);
+  }
+}
+
+Ring::Result Ring::consume_packed_slow(std::uint64_t& item, const Deadline* deadline, const char* op) {
+  StuckWatch local;  // await's; never used here
+  bool first_wait = true;
+  std::uint64_t at = head_.load(std::memory_order_relaxed);  // a hint; see advance_hint
+  for (;;) {
+    std::size_t budget = scan_budget();
+    std::uint64_t seen = 0;
+    bool blocked = false;
+    for (;;) {
+      if (index_of(at) >= capacity_) [[unlikely]] throw_corrupt(op, at);
+      PackedSlot& slot = packed_at(index_of(at));
+      const std::uint32_t lap = lap_of(at);
+      const std::uint64_t full = make_state(lap, kFull);
+      // Relaxed loads: they only pick the CAS's expected words; the CAS checks both at once,
+      // so a success takes exactly the item published with `full` (its lap makes it unique).
+      // Loading first (not a blind CAS) keeps a consumer on an empty queue from taking the
+      // line away from the producer about to fill it.
+      std::uint64_t s = slot.state.load(std::memory_order_relaxed);
+      if (s == full) {
+        std::uint64_t it = slot.item.load(std::memory_order_relaxed);
+        if (cas16(slot, s, it, make_state(lap + 1, kEmpty), 0)) {
+          advance_hint(head_, next(at));
+          not_full_.notify_one();  // after a locked RMW, as in produce_packed
+          // seq_cst: task_done's check reads it; the item is ours now, count it as got.
+          if (flags_ & kJoinable) got_.fetch_add(1, std::memory_order_seq_cst);
+          item = it;
+          return Result::done;
+        }
+        if (s == full) continue;  // a stale item word in our loads (a scribbled ring): again
+      }
+      const std::int64_t d = phase_diff(s, std::uint64_t{lap} * 4 + kFull);
+      if (d < 0 || --budget == 0) {
+        blocked = d < 0;
+        seen = s;
+        break;
+      }
+      // Ahead: this ticket is consumed. Empty or full in lap L' means L' - 1 was consumed here.
+      at = skip(at, static_cast<std::uint32_t>(s >> 32) - 1);
+      if ((budget & 15) == 0) {
+        const std::uint64_t h = head_.load(std::memory_order_relaxed);
+        if (before(at, h)) at = h;
+      }
+    }
+    if (!blocked) {
+      advance_hint(head_, at);
+    } else if (is_sealed(seen)) {
+      return Result::closed;
+    } else if (closed_.load(std::memory_order_seq_cst)) {
+      // Drained unless a put is about to publish at this very ticket: seal the slot so that
+      // none can (its CAS expects `empty`). Lost race: an item arrived, scan again.
+      std::uint64_t s = seen, it = 0;
+      if (seen != make_state(lap_of(at), kEmpty) ||  // not empty: a scribbled ring, call it drained
+          cas16(packed_at(index_of(at)), s, it, sealed(lap_of(at)), 0) || is_sealed(s))
+        return Result::closed;
+      at = head_.load(std::memory_order_relaxed);
+      continue;
+    }
+    if (deadline == nullptr) return Result::would_block;
+    if (!await(false, kPackedStride, at, blocked, seen, *deadline, local, first_wait)) return Result::timed_out;
+    first_wait = false;
+    at = head_.load(std::memory_order_relaxed);
+  }
+}
+
 void Ring::close() noexcept {
   closed_.store(1, std::memory_order_seq_cst);
   not_empty_.notify_all();
@@ -216,6 +352,7 @@ std::size_t Ring::size(std::size_t stride) const noexcept {
       const std::uint64_t s = state_at(stride, index_of(at)).load(std::memory_order_seq_cst);
       const std::uint32_t lap = lap_of(at);
       const auto slot_lap = static_cast<std::uint32_t>(s >> 32);
+      if (is_sealed(s)) return at;  // closed and drained here: no side moves past it
       if (producer) {
         if (phase_diff(s, std::uint64_t{lap} * 4) <= 0) return at;
         at = skip(at, kind_of(s) == kEmpty ? slot_lap - 1 : slot_lap);
@@ -253,6 +390,7 @@ bool Ring::join_until(const Deadline& deadline) {
 }
 
 bool Ring::test_claim_and_abandon(std::size_t stride, bool as_producer) {
+  if (flags_ & kPacked) return false;  // packed slots are never claimed
   std::atomic<std::uint64_t>& cursor = as_producer ? tail_ : head_;
   std::uint64_t at = cursor.load();
   for (std::size_t budget = scan_budget(); budget > 0; --budget) {

@@ -103,7 +103,20 @@ struct alignas(64) Results {
   static std::size_t bytes(std::uint32_t per_log) { return sizeof(Results) + kMaxProcs * per_log * sizeof(Stamp); }
 };
 
-enum class Kind { queue, big_queue, byte_queue };
+/// A 16-byte item (converts to and from long): too big for packed slots, so its queues claim
+/// slots — the deterministic deaths below need a claim to die in.
+struct Wide {
+  long v;
+  long pad = 0;
+  Wide(long x = 0) : v(x) {}  // NOLINT(google-explicit-constructor): reads as long in the tests
+  operator long() const { return v; }
+};
+static_assert(!mp::Queue<Wide>::packed && sizeof(Wide) == 16);
+
+/// Packed queues (8-byte items) carry (producer << 32 | seq); there is nothing to tear.
+std::uint64_t small_stamp(std::uint32_t p, std::uint32_t s) { return std::uint64_t{p} << 32 | s; }
+
+enum class Kind { queue, big_queue, byte_queue, small_queue };
 
 struct RunSpec {
   Kind kind;
@@ -118,13 +131,20 @@ struct Endpoint {
   mp::Queue<Stamp>* q = nullptr;
   mp::Queue<Big>* big = nullptr;
   mp::ByteQueue* bq = nullptr;
+  mp::Queue<std::uint64_t>* small = nullptr;
   void put(std::uint32_t p, std::uint32_t s) {
-    if (q) q->put(make_stamp(p, s));
+    if (small) small->put(small_stamp(p, s));
+    else if (q) q->put(make_stamp(p, s));
     else if (big) big->put(make_big(p, s));
     else bq->put(encode(p, s, bq->max_message()));
   }
   // Throws Closed when closed and drained; false for a torn item.
   bool get(Stamp& out) {
+    if (small) {
+      const std::uint64_t w = small->get();
+      out = make_stamp(static_cast<std::uint32_t>(w >> 32), static_cast<std::uint32_t>(w));
+      return true;
+    }
     if (q) {
       out = q->get();
       return out.check == stamp_check(out.producer, out.seq);
@@ -136,10 +156,11 @@ struct Endpoint {
     }
     return decode(bq->get(), bq->max_message(), out);
   }
-  void close() { q ? q->close() : big ? big->close() : bq->close(); }
+  void close() { small ? small->close() : q ? q->close() : big ? big->close() : bq->close(); }
   std::uint64_t recovered() const {
-    return q ? q->recovered_slots() : big ? big->recovered_slots() : bq->recovered_slots();
+    return small ? small->recovered_slots() : q ? q->recovered_slots() : big ? big->recovered_slots() : bq->recovered_slots();
   }
+  mp::detail::Ring& ring() const { return small ? small->ring() : q ? q->ring() : big ? big->ring() : bq->ring(); }
 };
 
 struct Outcome {
@@ -156,6 +177,7 @@ Outcome run_and_check(const RunSpec& r, int victim = -1, std::chrono::microsecon
   Endpoint ep;
   if (r.kind == Kind::queue) ep.q = &arena.make<mp::Queue<Stamp>>("q", r.capacity);
   else if (r.kind == Kind::big_queue) ep.big = &arena.make<mp::Queue<Big>>("q", r.capacity);
+  else if (r.kind == Kind::small_queue) ep.small = &arena.make<mp::Queue<std::uint64_t>>("q", r.capacity);
   else ep.bq = &arena.make<mp::ByteQueue>("q", r.capacity, r.max_message);
   const std::uint32_t per_log = r.items * static_cast<std::uint32_t>(r.producers);
   mptest::SharedMemory mem(Results::bytes(per_log));
@@ -224,11 +246,11 @@ Outcome run_and_check(const RunSpec& r, int victim = -1, std::chrono::microsecon
   }
   out.recovered = ep.recovered();
   // At the end only the dead victim may still hold a claim (on a slot nobody needed again).
-  mp::detail::Ring& ring = ep.q ? ep.q->ring() : ep.big ? ep.big->ring() : ep.bq->ring();
+  mp::detail::Ring& ring = ep.ring();
   for (std::size_t i = 0; i < ring.capacity(); ++i) {
     const std::uint64_t st = ring.test_state(ring.stride(), i);
     const auto kind = mp::detail::Ring::kind_of(st);
-    if (kind == mp::detail::Ring::kWriting || kind == mp::detail::Ring::kReading) {
+    if ((kind == mp::detail::Ring::kWriting || kind == mp::detail::Ring::kReading) && !mp::detail::Ring::is_sealed(st)) {
       ++out.claims_left;
       EXPECT_TRUE(victim >= 0 && static_cast<pid_t>(mp::detail::Ring::tid_of(st)) == pids[static_cast<std::size_t>(victim)])
           << "slot " << i << " still claimed by " << mp::detail::Ring::tid_of(st);
@@ -281,6 +303,8 @@ TEST_P(Stress, NoLossNoDuplicateFifoPerProducer) {
   const std::uint32_t items = 60000 / static_cast<std::uint32_t>(p);
   run_and_check(RunSpec{Kind::queue, p, c, items, 16});
   run_and_check(RunSpec{Kind::queue, p, c, items / 4, 1});  // capacity 1: every operation contends
+  run_and_check(RunSpec{Kind::small_queue, p, c, items, 16});  // packed slots
+  run_and_check(RunSpec{Kind::small_queue, p, c, items / 4, 1});
   run_and_check(RunSpec{Kind::byte_queue, p, c, items / 4, 8});
 }
 
@@ -301,9 +325,11 @@ TEST(KillLoop, SurvivorsFinishAndGuaranteesHold) {
   Clock::duration busy{};
   for (int round = 0; round < rounds; ++round) {
     const std::size_t caps[] = {1, 2, 4, 8};
-    // Alternately: 16 KiB items, and ByteQueue messages of up to 64 KiB — copies long enough
-    // that some kills land between a claim and its publish.
-    RunSpec r{round % 2 ? Kind::byte_queue : Kind::big_queue, 2, 2, 300, caps[rng() % 4], 65536};
+    // In turn: 16 KiB items and ByteQueue messages of up to 64 KiB — copies long enough that
+    // some kills land between a claim and its publish — and 8-byte items in packed slots
+    // (nothing to claim: a kill lands before or after a put's or get's one CAS).
+    const Kind kinds[] = {Kind::big_queue, Kind::byte_queue, Kind::small_queue};
+    RunSpec r{kinds[round % 3], 2, 2, round % 3 == 2 ? 3000u : 300u, caps[rng() % 4], 65536};
     const int victim = static_cast<int>(rng() % 4);
     const auto after = std::chrono::microseconds(rng() % 1000);
     const auto t0 = Clock::now();
@@ -328,11 +354,11 @@ TEST(KillLoop, SurvivorsFinishAndGuaranteesHold) {
 
 TEST(Death, ProducerKilledAfterClaimIsSkippedAndTheDelayIsMeasured) {
   auto arena = mp::Arena::create(1 << 20);
-  auto& q = arena.make<mp::Queue<long>>("q", 4);
+  auto& q = arena.make<mp::Queue<Wide>>("q", 4);
   q.put(1);
   // A child claims the next slot and dies there, exactly as if killed between claim and publish.
   const pid_t child = mptest::spawn([&] {
-    if (!q.ring().test_claim_and_abandon(mp::Queue<long>::slot_stride, true)) return 1;
+    if (!q.ring().test_claim_and_abandon(mp::Queue<Wide>::slot_stride, true)) return 1;
     ::raise(SIGKILL);
     return 2;
   });
@@ -355,11 +381,11 @@ TEST(Death, ProducerKilledAfterClaimIsSkippedAndTheDelayIsMeasured) {
 
 TEST(Death, ConsumerKilledAfterClaimLosesOneItemAndProducersRecover) {
   auto arena = mp::Arena::create(1 << 20);
-  auto& q = arena.make<mp::JoinableQueue<long>>("q", 2);
+  auto& q = arena.make<mp::JoinableQueue<Wide>>("q", 2);
   q.put(1);
   q.put(2);
   const pid_t child = mptest::spawn([&] {
-    if (!q.ring().test_claim_and_abandon(mp::Queue<long>::slot_stride, false)) return 1;
+    if (!q.ring().test_claim_and_abandon(mp::Queue<Wide>::slot_stride, false)) return 1;
     ::raise(SIGKILL);
     return 2;
   });
@@ -405,17 +431,17 @@ TEST(Death, ParkedConsumerFindsADeadClaimLater) {
   // The consumer parks on an empty queue before the producer claims and dies: nobody notifies
   // it, its periodic re-check (or the next put) finds the dead claim.
   auto arena = mp::Arena::create(1 << 20);
-  auto& q = arena.make<mp::Queue<long>>("q", 4);
+  auto& q = arena.make<mp::Queue<Wide>>("q", 4);
   mptest::SharedMemory mem(4096);
   auto* got = mem.make<std::atomic<long>>(0);
   const pid_t consumer = mptest::spawn([&] {
     auto v = q.try_get_for(20s);
-    got->store(v ? *v : -1);
+    got->store(v ? long{*v} : -1L);
     return v ? 0 : 1;
   });
   std::this_thread::sleep_for(20ms);
   const pid_t dier = mptest::spawn([&] {
-    if (!q.ring().test_claim_and_abandon(mp::Queue<long>::slot_stride, true)) return 1;
+    if (!q.ring().test_claim_and_abandon(mp::Queue<Wide>::slot_stride, true)) return 1;
     ::raise(SIGKILL);
     return 2;
   });

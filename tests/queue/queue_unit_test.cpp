@@ -100,9 +100,12 @@ TEST(Queue, DestroyGivesTheSlotsBack) {
   EXPECT_EQ(arena.used(), before);
 }
 
-TEST(Queue, SlotsAreWholeCacheLines) {
-  static_assert(mp::Queue<char>::slot_stride == 64);
-  static_assert(mp::Queue<long>::slot_stride == 64);
+TEST(Queue, SlotsArePackedOrWholeCacheLines) {
+  // Items of up to 8 bytes share 16-byte packed slots where there is a 16-byte CAS.
+  static_assert(mp::Queue<char>::slot_stride == (mp::detail::kHasPackedSlots ? 16 : 64));
+  static_assert(mp::Queue<long>::slot_stride == (mp::detail::kHasPackedSlots ? 16 : 64));
+  static_assert(mp::Queue<long>::packed == mp::detail::kHasPackedSlots);
+  static_assert(!mp::Queue<std::array<char, 9>>::packed && mp::Queue<std::array<char, 9>>::slot_stride == 64);
   static_assert(mp::Queue<std::array<char, 56>>::slot_stride == 64);
   static_assert(mp::Queue<std::array<char, 57>>::slot_stride == 128);
   static_assert(sizeof(mp::Queue<long>) == 256);

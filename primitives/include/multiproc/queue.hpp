@@ -144,6 +144,57 @@ struct StuckWatch {
   std::chrono::milliseconds interval{0};
 };
 
+#if defined(__x86_64__)
+/// Whether this target has packed slots (a 16-byte compare-and-swap: x86-64's cmpxchg16b).
+inline constexpr bool kHasPackedSlots = true;
+#else
+inline constexpr bool kHasPackedSlots = false;
+#endif
+
+/// A packed slot: the state word and an item of at most 8 bytes, changed together by one
+/// 16-byte CAS. Four to a cache line.
+struct alignas(16) PackedSlot {
+  std::atomic<std::uint64_t> state;
+  std::atomic<std::uint64_t> item;  // 0 whenever the slot is not full
+};
+static_assert(sizeof(PackedSlot) == 16 && std::is_standard_layout_v<PackedSlot>,
+              "a packed slot is a state word and an item word, nothing else");
+inline constexpr std::size_t kPackedStride = sizeof(PackedSlot);
+
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#endif
+
+/// Compares both words of `slot` with {state, item} and, if equal, replaces them with
+/// {new_state, new_item}, as one atomic step; else loads them into {state, item}. A locked
+/// instruction: a full barrier, ordered in the single total order of all locked instructions
+/// (x86-TSO), so it is a seq_cst RMW for every purpose of this file. Only where
+/// kHasPackedSlots.
+inline bool cas16(PackedSlot& slot, std::uint64_t& state, std::uint64_t& item, std::uint64_t new_state,
+                  std::uint64_t new_item) noexcept {
+#if defined(__x86_64__)
+  struct alignas(16) Words {
+    std::uint64_t w[2];
+  };
+#if defined(__SANITIZE_THREAD__)
+  __tsan_release(&slot);  // TSan does not see inside asm: tell it this is an acquire-release RMW
+#endif
+  bool ok;
+  asm volatile("lock cmpxchg16b %1"
+               : "=@ccz"(ok), "+m"(*reinterpret_cast<Words*>(&slot)), "+a"(state), "+d"(item)
+               : "b"(new_state), "c"(new_item)
+               : "memory");
+#if defined(__SANITIZE_THREAD__)
+  __tsan_acquire(&slot);
+#endif
+  return ok;
+#else
+  (void)slot, (void)state, (void)item, (void)new_state, (void)new_item;
+  __builtin_trap();  // never called: Queue<T> uses packed slots only where kHasPackedSlots
+#endif
+}
+
 /// The shared control block and algorithm of one ring of slots. Queue<T>, JoinableQueue<T> and
 /// ByteQueue are thin typed fronts; the fast paths below are inline templates (the slot stride
 /// is a constant for Queue<T>), the waiting and recovery slow paths are in queue.cpp.
@@ -154,6 +205,7 @@ class alignas(kCacheLine) Ring {
   static constexpr std::uint64_t kTidMask = (std::uint64_t{1} << kKindShift) - 1;
   static constexpr std::uint32_t kJoinable = 1;      // flags_: JoinableQueue accounting on
   static constexpr std::uint32_t kOwnsArena = 2;     // flags_: slots came from Arena::allocate
+  static constexpr std::uint32_t kPacked = 4;        // flags_: PackedSlot slots (produce_packed)
   static constexpr std::size_t kMaxCapacity = 0xFFFF'FFFFu;
 
   /// What an attempt ended with (the caller turns it into the API's bool/optional/exception).
@@ -221,6 +273,18 @@ class alignas(kCacheLine) Ring {
   template <std::size_t kStride, bool kPeeks, class Peek, class Drain>
   Result consume(std::size_t stride, const Deadline* deadline, Peek&& peek, Drain&& drain, const char* op);
 
+  /// produce/consume on a ring of PackedSlot (kPacked): the item is one 8-byte word, put and
+  /// got by a single cas16 each, so no slot is ever claimed. Same results and throws.
+  Result produce_packed(std::uint64_t item, const Deadline* deadline, const char* op);
+  Result consume_packed(std::uint64_t& item, const Deadline* deadline, const char* op);
+  Result produce_packed_slow(std::uint64_t item, const Deadline* deadline, const char* op);
+  Result consume_packed_slow(std::uint64_t& item, const Deadline* deadline, const char* op);
+  /// A packed slot sealed by a get that found the closed queue drained (see "close/drain").
+  static constexpr std::uint64_t sealed(std::uint32_t lap) noexcept { return make_state(lap, kWriting, 0); }
+  static constexpr bool is_sealed(std::uint64_t state) noexcept {
+    return kind_of(state) == kWriting && tid_of(state) == 0;
+  }
+
   void close() noexcept;
   bool closed() const noexcept { return closed_.load(std::memory_order_seq_cst) != 0; }
   std::size_t capacity() const noexcept { return capacity_; }
@@ -260,6 +324,9 @@ class alignas(kCacheLine) Ring {
   std::atomic<std::uint64_t>& state_at(std::size_t stride, std::size_t index) const noexcept {
     return *reinterpret_cast<std::atomic<std::uint64_t>*>(slots() + index * stride);
   }
+  PackedSlot& packed_at(std::size_t index) const noexcept {
+    return *reinterpret_cast<PackedSlot*>(slots() + index * kPackedStride);
+  }
   std::byte* payload_at(std::size_t stride, std::size_t index) const noexcept {
     return slots() + index * stride + payload_off_;
   }
@@ -267,7 +334,7 @@ class alignas(kCacheLine) Ring {
 
   /// Moves a cursor hint forward to `t` (never back, except in a rare store race, which only
   /// costs a later scan a few steps). Relaxed: a hint orders nothing.
-  static void advance_hint(std::atomic<std::uint64_t>& hint, std::uint64_t t) noexcept {
+  [[gnu::always_inline]] static void advance_hint(std::atomic<std::uint64_t>& hint, std::uint64_t t) noexcept {
     if (before(hint.load(std::memory_order_relaxed), t)) hint.store(t, std::memory_order_relaxed);
   }
   /// Where a scanner that found `state` in the slot of ticket `at` (lap L) should look next.
@@ -479,6 +546,45 @@ Ring::Result Ring::consume(std::size_t stride_rt, const Deadline* deadline, Peek
   }
 }
 
+inline Ring::Result Ring::produce_packed(std::uint64_t item, const Deadline* deadline, const char* op) {
+  // Fast path, inline: one CAS at the hinted ticket. Anything else (full, a lost race, a
+  // stale hint, closed, JoinableQueue accounting) goes the whole way in produce_packed_slow.
+  // Relaxed loads: closed_ is re-checked there; the hint orders nothing (see advance_hint).
+  if (!closed_.load(std::memory_order_relaxed) && !(flags_ & kJoinable)) [[likely]] {
+    const std::uint64_t at = tail_.load(std::memory_order_relaxed);
+    if (index_of(at) < capacity_) [[likely]] {
+      std::uint64_t s = make_state(lap_of(at), kEmpty), it = 0;
+      if (cas16(packed_at(index_of(at)), s, it, make_state(lap_of(at), kFull), item)) {
+        advance_hint(tail_, next(at));
+        not_empty_.notify_one();  // after a locked RMW: the Dekker store ParkingLot requires
+        return Result::done;
+      }
+    }
+  }
+  return produce_packed_slow(item, deadline, op);
+}
+
+inline Ring::Result Ring::consume_packed(std::uint64_t& item, const Deadline* deadline, const char* op) {
+  // Fast path, inline: the item at the hinted ticket, if it is there (see consume_packed_slow).
+  const std::uint64_t at = head_.load(std::memory_order_relaxed);
+  if (index_of(at) < capacity_) [[likely]] {
+    PackedSlot& slot = packed_at(index_of(at));
+    std::uint64_t s = slot.state.load(std::memory_order_relaxed);
+    if (s == make_state(lap_of(at), kFull)) {
+      std::uint64_t it = slot.item.load(std::memory_order_relaxed);
+      if (cas16(slot, s, it, make_state(lap_of(at) + 1, kEmpty), 0)) {
+        advance_hint(head_, next(at));
+        not_full_.notify_one();
+        // seq_cst: task_done's check reads it; the item is ours now, count it as got.
+        if (flags_ & kJoinable) got_.fetch_add(1, std::memory_order_seq_cst);
+        item = it;
+        return Result::done;
+      }
+    }
+  }
+  return consume_packed_slow(item, deadline, op);
+}
+
 /// Tag for the constructors that turn on JoinableQueue's accounting.
 struct JoinableTag {};
 
@@ -496,11 +602,15 @@ class Queue {
 
  public:
   using value_type = T;
+  /// Items of at most 8 bytes go in packed slots (16 bytes: state word and item, put and got
+  /// by one 16-byte CAS) where the target has a 16-byte CAS (x86-64).
+  static constexpr bool packed = detail::kHasPackedSlots && sizeof(T) <= 8 && alignof(T) <= 8;
   /// Offset of the item in a slot: after the 8-byte state word, at T's alignment.
   static constexpr std::size_t item_offset = alignof(T) > 8 ? alignof(T) : 8;
-  /// Bytes per slot: state word and item, rounded up to whole cache lines.
+  /// Bytes per slot: 16 when packed, else state word and item rounded up to whole cache lines.
   static constexpr std::size_t slot_stride =
-      (item_offset + sizeof(T) + detail::kCacheLine - 1) / detail::kCacheLine * detail::kCacheLine;
+      packed ? detail::kPackedStride
+             : (item_offset + sizeof(T) + detail::kCacheLine - 1) / detail::kCacheLine * detail::kCacheLine;
 
   /// A queue holding at most `capacity` items, its slots allocated from `arena` (which must be
   /// the arena this Queue object lives in: make it with arena.make). Throws Error
@@ -593,18 +703,25 @@ class Queue {
   Queue(Arena& arena, std::size_t capacity, std::uint32_t flags) {
     const std::size_t bytes = detail::Ring::checked_bytes(capacity, slot_stride, "Queue::Queue");
     ring_.init(detail::Ring::allocate_slots(arena, bytes), capacity, slot_stride, item_offset, sizeof(T),
-               flags | detail::Ring::kOwnsArena);
+               flags | detail::Ring::kOwnsArena | (packed ? detail::Ring::kPacked : 0u));
   }
   Queue(std::span<std::byte> storage, std::size_t capacity, std::uint32_t flags) {
     const std::size_t bytes = detail::Ring::checked_bytes(capacity, slot_stride, "Queue::Queue");
     detail::Ring::check_storage(storage, bytes, "Queue::Queue");
-    ring_.init(storage.data(), capacity, slot_stride, item_offset, sizeof(T), flags);
+    ring_.init(storage.data(), capacity, slot_stride, item_offset, sizeof(T),
+               flags | (packed ? detail::Ring::kPacked : 0u));
   }
 
   bool put_impl(const T& item, const Deadline* d) {
-    return ring_.template produce<slot_stride>(
-               slot_stride, d, [&item](std::byte* p) noexcept { std::memcpy(p, &item, sizeof(T)); }, "Queue::put") ==
-           detail::Ring::Result::done;
+    if constexpr (packed) {
+      std::uint64_t word = 0;
+      std::memcpy(&word, &item, sizeof(T));
+      return ring_.produce_packed(word, d, "Queue::put") == detail::Ring::Result::done;
+    } else {
+      return ring_.template produce<slot_stride>(
+                 slot_stride, d, [&item](std::byte* p) noexcept { std::memcpy(p, &item, sizeof(T)); },
+                 "Queue::put") == detail::Ring::Result::done;
+    }
   }
   // The item's bytes: T need not be default-constructible, only trivially copyable.
   struct Raw {
@@ -613,9 +730,16 @@ class Queue {
   static_assert(sizeof(Raw) == sizeof(T));
 
   detail::Ring::Result get_impl(Raw& out, const Deadline* d) {
-    return ring_.template consume<slot_stride, false>(
-        slot_stride, d, [](const std::byte*) noexcept {},
-        [&out](const std::byte* p) noexcept { std::memcpy(out.bytes, p, sizeof(T)); }, "Queue::get");
+    if constexpr (packed) {
+      std::uint64_t word = 0;
+      const detail::Ring::Result r = ring_.consume_packed(word, d, "Queue::get");
+      if (r == detail::Ring::Result::done) std::memcpy(out.bytes, &word, sizeof(T));
+      return r;
+    } else {
+      return ring_.template consume<slot_stride, false>(
+          slot_stride, d, [](const std::byte*) noexcept {},
+          [&out](const std::byte* p) noexcept { std::memcpy(out.bytes, p, sizeof(T)); }, "Queue::get");
+    }
   }
   std::optional<T> try_get_impl(const Deadline* d) {
     Raw out;
