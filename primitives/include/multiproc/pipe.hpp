@@ -53,7 +53,8 @@
 //   if the messages matter.
 //   Errors: a flush point that may throw reports a gone peer as Closed (Error(errc::closed));
 //   the buffered messages are then dropped (the count is in the message) and the connection
-//   stays open for receiving what the peer sent before it left. close(), the destructor and
+//   stays open for receiving what the peer sent before it left. A send_bytes that fills the
+//   buffer is such a flush point: it may throw Closed for messages buffered by earlier calls. close(), the destructor and
 //   the exit handler cannot throw: they send what they can and drop the rest silently — call
 //   flush() first to learn whether it arrived. wait() reports such a connection ready, and the
 //   recv that follows throws. Every flush blocks while the peer's socket buffer is full, as a
