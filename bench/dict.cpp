@@ -31,6 +31,7 @@
 #include <boost/interprocess/sync/scoped_lock.hpp>
 #include <boost/unordered_map.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -40,6 +41,8 @@
 #include <csignal>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -120,6 +123,31 @@ struct Control {
   std::atomic<int> done{0};
   std::atomic<int> quit{0};
   std::atomic<std::uint64_t> round{0};  // insert batches use fresh key ranges
+  // The child's CPU time and involuntary context switches over its batches (see Usage).
+  std::atomic<std::uint64_t> child_cpu_ns{0};
+  std::atomic<std::uint64_t> child_preempted{0};
+};
+
+// Did the processes really run at once? Per batch, each process's own CPU time and its
+// involuntary context switches (preemptions: another task took its CPU; sleeping on a lock is
+// a voluntary switch and not counted). A 2-process row whose processes were preempted shared
+// a CPU for part of the window: it measures the scheduler, and it flatters a peer that
+// serializes anyway (Boost's one mutex is uncontended while only one process runs). Two
+// syscalls per 10 ms batch, outside the operations.
+struct Usage {
+  std::uint64_t cpu_ns = 0;
+  std::uint64_t preempted = 0;
+  static Usage now() {
+    Usage u;
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    u.cpu_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+    rusage ru{};
+    ::getrusage(RUSAGE_THREAD, &ru);
+    u.preempted = static_cast<std::uint64_t>(ru.ru_nivcsw);
+    return u;
+  }
+  Usage operator-(const Usage& o) const { return {cpu_ns - o.cpu_ns, preempted - o.preempted}; }
 };
 
 template <class Table>
@@ -182,15 +210,22 @@ void bench(benchmark::State& state, Work w) {
           mp::cpu_relax();
         }
         seen = g;
+        const Usage before = Usage::now();
         run_work(t, w, 1, ctl->round.load(std::memory_order_relaxed), rng);
-        ctl->done.fetch_add(1, std::memory_order_release);
+        const Usage used = Usage::now() - before;
+        ctl->child_cpu_ns.fetch_add(used.cpu_ns, std::memory_order_relaxed);
+        ctl->child_preempted.fetch_add(used.preempted, std::memory_order_relaxed);
+        ctl->done.fetch_add(1, std::memory_order_release);  // release: the usage above is read after done
       }
     }
   }
   std::uint64_t rng = 0x2545f4914f6cdd1dull;
   std::uint64_t round = 0;
+  Usage used;
+  double wall = 0;
   for (auto _ : state) {
     ctl->round.store(round, std::memory_order_relaxed);
+    const Usage before = Usage::now();
     const auto start = std::chrono::steady_clock::now();
     ctl->generation.fetch_add(1, std::memory_order_release);
     run_work(t, w, 0, round, rng);
@@ -200,7 +235,11 @@ void bench(benchmark::State& state, Work w) {
         mp::cpu_relax();
       }
     const auto end = std::chrono::steady_clock::now();
+    const Usage after = Usage::now();
+    used.cpu_ns += (after - before).cpu_ns;
+    used.preempted += (after - before).preempted;
     ctl->done.store(0, std::memory_order_relaxed);
+    wall += std::chrono::duration<double>(end - start).count();
     state.SetIterationTime(std::chrono::duration<double>(end - start).count());
     cleanup(t, w, procs, round);
     ++round;
@@ -209,7 +248,13 @@ void bench(benchmark::State& state, Work w) {
     ctl->quit.store(1);
     ::waitpid(child, nullptr, 0);
   }
+  used.cpu_ns += ctl->child_cpu_ns.load();
+  used.preempted += ctl->child_preempted.load();
   ::munmap(ctl, sizeof(Control));
+  // cpu_share: CPU time of all processes over (processes x window); 1.0 when each ran all the
+  // time (a peer that sleeps on its lock has less). preempted: involuntary switches per batch.
+  if (wall > 0) state.counters["cpu_share"] = static_cast<double>(used.cpu_ns) * 1e-9 / (procs * wall);
+  state.counters["preempted"] = static_cast<double>(used.preempted) / static_cast<double>(state.iterations());
   const std::uint64_t per = w == Work::insert ? kInsertBatch : kBatch;
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * per * static_cast<std::uint64_t>(procs)));
 }
@@ -320,6 +365,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
       if (r.error_occurred) continue;
       const auto it = r.counters.find("items_per_second");
       if (it != r.counters.end()) rate_[r.benchmark_name()] = it->second;
+      const auto pre = r.counters.find("preempted");
+      if (pre != r.counters.end()) preempted_[r.benchmark_name()] = pre->second;
     }
     ConsoleReporter::ReportRuns(runs);
   }
@@ -335,6 +382,10 @@ class RatioReporter : public benchmark::ConsoleReporter {
         std::printf("  %-18s procs=%d  multiproc %6.2f M/s   vs Boost.Interprocess+mutex %6.1fx", w[0], procs,
                     ours / 1e6, boost > 0 ? ours / boost : 0.0);
         if (py != g_python.end()) std::printf("   vs Python Manager().dict() %8.0fx", ours / py->second);
+        // More than one preemption per batch on either side: the processes shared a CPU.
+        const double pre = std::max(preempted("BM_" + std::string(w[0]) + "_Multiproc" + suffix),
+                                    preempted("BM_" + std::string(w[0]) + "_Boost" + suffix));
+        if (procs == 2 && pre > 1.0) std::printf("   (noisy: %.1f preemptions per batch)", pre);
         std::printf("\n");
       }
   }
@@ -344,7 +395,12 @@ class RatioReporter : public benchmark::ConsoleReporter {
     const auto it = rate_.find(name);
     return it == rate_.end() ? 0.0 : it->second;
   }
+  double preempted(const std::string& name) const {
+    const auto it = preempted_.find(name);
+    return it == preempted_.end() ? 0.0 : it->second;
+  }
   std::map<std::string, double> rate_;
+  std::map<std::string, double> preempted_;
 };
 
 }  // namespace

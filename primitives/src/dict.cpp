@@ -41,11 +41,14 @@ Geometry dict_geometry(std::size_t key_size, std::size_t value_size, std::size_t
   if (chunks == 0) chunks = 1;
   if (chunks > std::numeric_limits<std::uint32_t>::max() / 2)
     throw Error(errc::out_of_memory, "Dict: capacity " + std::to_string(capacity) + " needs too many chunks");
-  std::uint64_t per_chunk = sizeof(DictChunk) + sizeof(DictStripe) + vw * 8 + kDictChunkSlots * (kw + vw) * 8;
+  // Per chunk: its meta line, its stripe line, its slots (whole lines); then the redo logs
+  // (one value per chunk), padded to a whole line so that the slots start on one.
+  const std::uint64_t per_chunk =
+      sizeof(DictChunk) + sizeof(DictStripe) + slot_block_words(static_cast<std::uint32_t>(kw), static_cast<std::uint32_t>(vw)) * 8;
   std::uint64_t bytes = 0;
-  if (__builtin_mul_overflow(per_chunk, chunks, &bytes) || bytes > (std::uint64_t{1} << 56))
+  if (__builtin_mul_overflow(per_chunk + vw * 8, chunks, &bytes) || bytes > (std::uint64_t{1} << 56))
     throw Error(errc::out_of_memory, "Dict: capacity " + std::to_string(capacity) + " needs a table too large to address");
-  return {chunks, bytes};
+  return {chunks, chunks * per_chunk + round64(chunks * vw * 8)};
 }
 
 }  // namespace

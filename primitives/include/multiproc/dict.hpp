@@ -106,8 +106,11 @@
 //
 // Layout. The Dict object (192 bytes, standard layout, no pointers) lives in the Arena (or any
 // MAP_SHARED mapping) and stores the table's position as an offset from itself. The table is
-// one allocation of the same mapping: [chunk meta lines][stripe lines][redo logs][slots].
-// Bytes per chunk: 128 + round8(sizeof V) + 15 * (round8(sizeof K) + round8(sizeof V)).
+// one allocation of the same mapping: [chunk meta lines][stripe lines][redo logs][slots], the
+// slots in one block of whole cache lines per chunk (an entry of 8, 16, 32 or 64 bytes never
+// straddles two lines: a get reads one meta line and one slot line, an update writes one slot
+// line). Bytes per chunk: 128 + round8(sizeof V) + round64(15 * (round8(sizeof K) +
+// round8(sizeof V))), plus < 64 bytes of padding after the logs.
 //
 // Hashing: Hash(k) (default: std::hash<K> where it exists, else the key's bytes, which then
 // must have unique object representations), mixed by detail::mix64. Every process must compute
@@ -295,6 +298,12 @@ inline void store_words(std::uint64_t* dst, const std::uint64_t* src, std::uint3
 }
 
 constexpr std::uint32_t words_for(std::size_t bytes) noexcept { return static_cast<std::uint32_t>((bytes + 7) / 8); }
+constexpr std::size_t round64(std::size_t bytes) noexcept { return (bytes + 63) & ~std::size_t{63}; }
+/// Words of one chunk's 15 slots, rounded up to whole cache lines: every chunk's slots start
+/// on a line, so an entry of 8, 16, 32 or 64 bytes never straddles two lines.
+constexpr std::size_t slot_block_words(std::uint32_t key_words, std::uint32_t value_words) noexcept {
+  return (std::size_t{kDictChunkSlots} * (key_words + value_words) + 7) & ~std::size_t{7};
+}
 
 /// The untyped part of Dict: geometry, validation, stripe locking, repair and recount. One Dict
 /// object is exactly a DictCore (Dict adds no members).
@@ -316,13 +325,14 @@ class DictCore {
     DictChunk* chunks;
     DictStripe* stripes;
     std::uint64_t* logs;    // chunks * value_words
-    std::uint64_t* slots;   // chunks * 15 * (key_words + value_words)
+    std::uint64_t* slots;   // chunks * slot_block_words(key_words, value_words), 64-byte aligned
     std::uint32_t n_chunks;
     std::uint32_t key_words;
     std::uint32_t value_words;
 
     std::uint64_t* key_at(std::uint32_t chunk, std::uint32_t slot) const noexcept {
-      return slots + (static_cast<std::size_t>(chunk) * kDictChunkSlots + slot) * (key_words + value_words);
+      return slots + static_cast<std::size_t>(chunk) * slot_block_words(key_words, value_words) +
+             static_cast<std::size_t>(slot) * (key_words + value_words);
     }
     std::uint64_t* value_at(std::uint32_t chunk, std::uint32_t slot) const noexcept {
       return key_at(chunk, slot) + key_words;
@@ -370,7 +380,7 @@ class DictCore {
     v.stripes = reinterpret_cast<DictStripe*>(base + c * sizeof(DictChunk));
     v.logs = reinterpret_cast<std::uint64_t*>(base + c * (sizeof(DictChunk) + sizeof(DictStripe)));
     v.slots = reinterpret_cast<std::uint64_t*>(base + c * (sizeof(DictChunk) + sizeof(DictStripe)) +
-                                               c * value_words_ * 8);
+                                               round64(c * value_words_ * 8));
     v.n_chunks = n_chunks_;
     v.key_words = key_words_;
     v.value_words = value_words_;
