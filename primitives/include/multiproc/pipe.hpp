@@ -29,6 +29,16 @@
 //   the payload of a large message is read straight into the caller's buffer (no extra copy).
 //   Sending gathers header and payload into one send; send_bytes_many / send_many gather many
 //   messages into one system call.
+//   Backends: io_uring (one ring per thread, created on first use in each thread and again in a
+//   fork()ed child; IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN where the kernel has
+//   them; never SQPOLL), or plain system calls where io_uring is unavailable (setup fails,
+//   seccomp, the io_uring_disabled sysctl) or MULTIPROC_NO_IO_URING=1 is set. Both speak the
+//   same wire format; backend() says which one a connection uses. A synchronous call is one
+//   io_uring_enter or one system call either way, so the two cost about the same per call
+//   (bench/pipe.cpp measures both); io_uring saves the extra ppoll of a timed receive.
+//   Blocking calls sleep in the kernel; timed calls wait against one absolute CLOCK_MONOTONIC
+//   Deadline (a linked IORING_OP_LINK_TIMEOUT on io_uring, ppoll on system calls) and never
+//   return before it.
 //
 // Coalescing (opt-in per connection, as std::ofstream's buffer or TCP_CORK)
 //   Off by default: a send_bytes / send<T> is then one system call (or one io_uring_enter) and
@@ -45,7 +55,9 @@
 //     multiproc::Process child's target.
 //   A message too large to copy (frame over 16 KiB) is not copied: it goes out at once, in one
 //   gathered send behind what is buffered. Boundaries, order and fd messages are exactly as
-//   without coalescing; only the time a message reaches the kernel changes.
+//   without coalescing; only the time a message reaches the kernel changes. A flush is a
+//   synchronous send on either backend (nothing is left in flight, io_uring included): once a
+//   flush point returns, what it sent is in the kernel's socket buffer.
 //   What is lost: messages still buffered when the process dies without a normal exit — SIGKILL,
 //   a crash, _exit() (mptest::spawn's children, a fork()ed child that never calls exit), abort —
 //   and, after a fork(), the child's copy of the parent's buffer (dropped at the child's first
@@ -54,24 +66,14 @@
 //   Errors: a flush point that may throw reports a gone peer as Closed (Error(errc::closed));
 //   the buffered messages are then dropped (the count is in the message) and the connection
 //   stays open for receiving what the peer sent before it left. A send_bytes that fills the
-//   buffer is such a flush point: it may throw Closed for messages buffered by earlier calls. close(), the destructor and
-//   the exit handler cannot throw: they send what they can and drop the rest silently — call
-//   flush() first to learn whether it arrived. wait() reports such a connection ready, and the
-//   recv that follows throws. Every flush blocks while the peer's socket buffer is full, as a
-//   blocking send does (close() and the destructor too).
+//   buffer is such a flush point: it may throw Closed for messages buffered by earlier calls.
+//   close(), the destructor and the exit handler cannot throw: they send what they can and drop
+//   the rest silently — call flush() first to learn whether it arrived. wait() cannot throw it
+//   either: it reports such a connection ready, and the recv that follows throws. Every flush
+//   blocks while the peer's socket buffer is full, as a blocking send does (close() and the
+//   destructor too).
 //   Threads: the exit handler flushes connections other threads may be using; do not exit()
 //   while other threads still send on coalescing connections.
-//
-//   Backends: io_uring (one ring per thread, created on first use in each thread and again in a
-//   fork()ed child; IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN where the kernel has
-//   them; never SQPOLL), or plain system calls where io_uring is unavailable (setup fails,
-//   seccomp, the io_uring_disabled sysctl) or MULTIPROC_NO_IO_URING=1 is set. Both speak the
-//   same wire format; backend() says which one a connection uses. A synchronous call is one
-//   io_uring_enter or one system call either way, so the two cost about the same per call
-//   (bench/pipe.cpp measures both); io_uring saves the extra ppoll of a timed receive.
-//   Blocking calls sleep in the kernel; timed calls wait against one absolute CLOCK_MONOTONIC
-//   Deadline (a linked IORING_OP_LINK_TIMEOUT on io_uring, ppoll on system calls) and never
-//   return before it.
 //
 // Threads: a Connection is used by one thread at a time (as a std::fstream); distinct
 // connections may be used from distinct threads at once.
