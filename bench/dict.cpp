@@ -8,7 +8,11 @@
 // insert (fresh keys; the clean-up is not timed), and the mix the issue targets: 90% get /
 // 10% update. "procs:2" runs the work in two processes at once (this one and a forked child,
 // started together by a generation counter each batch); items/s is the total of both.
-// After the runs, the ratios are printed (multiproc / peer, items per second).
+// After the runs, the ratios are printed (multiproc / peer, items per second). Each row also
+// reports cpu_share (CPU time over processes x window) and preempted (involuntary context
+// switches per batch); a 2-process row with more than one preemption per batch is flagged.
+// The target row, BM_Mix90Get10Update_Target, interleaves short Dict and Boost batches and
+// counts only batches in which neither process was preempted (see there): the number to quote.
 //
 // Numbers are noisy on a shared machine: compare the ratios of one run, not runs of a day.
 //   ./build/bench/bench-dict --benchmark_min_time=0.2
@@ -151,17 +155,17 @@ struct Usage {
 };
 
 template <class Table>
-void run_work(Table& t, Work w, int worker, std::uint64_t round, std::uint64_t& rng) {
+void run_work(Table& t, Work w, int worker, std::uint64_t round, std::uint64_t& rng, std::uint64_t batch = kBatch) {
   std::uint64_t sink = 0;
   switch (w) {
     case Work::get:
-      for (std::uint64_t i = 0; i < kBatch; ++i) sink += t.get(xorshift(rng) % kKeys);
+      for (std::uint64_t i = 0; i < batch; ++i) sink += t.get(xorshift(rng) % kKeys);
       break;
     case Work::update:
-      for (std::uint64_t i = 0; i < kBatch; ++i) t.update(xorshift(rng) % kKeys);
+      for (std::uint64_t i = 0; i < batch; ++i) t.update(xorshift(rng) % kKeys);
       break;
     case Work::mix:
-      for (std::uint64_t i = 0; i < kBatch; ++i) {
+      for (std::uint64_t i = 0; i < batch; ++i) {
         const std::uint64_t r = xorshift(rng);
         if (r % 10 == 0) {
           t.update((r >> 8) % kKeys);
@@ -258,6 +262,105 @@ void bench(benchmark::State& state, Work w) {
   const std::uint64_t per = w == Work::insert ? kInsertBatch : kBatch;
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * per * static_cast<std::uint64_t>(procs)));
 }
+
+// ---- the target row, robust to a busy machine -------------------------------------------------
+// The issue's target (2 processes, 90% get / 10% update, multiproc over Boost) measured as one
+// experiment: short batches alternately on the Dict and on the Boost map, both processes
+// started together for each; a batch in which either process was preempted (it shared its CPU
+// with another task for a while) counts for neither table. Both tables then see the same
+// machine, a minute apart at most, and only batches where the two processes really ran at
+// once. Dropping preempted batches flatters Boost (a preempted lock holder stalls every
+// Boost user; a preempted Dict reader stalls nobody), so the ratio is conservative.
+// Operations per process per batch, for the Dict and for Boost: ~6-8 ms each on an idle box,
+// so both are as likely to be preempted, and the Dict's batch is long enough that refilling
+// the caches after a Boost batch is a small part of it.
+constexpr std::uint64_t kTargetBatch[2] = {200'000, 50'000};
+
+struct TargetControl {
+  std::atomic<std::uint64_t> generation{0};
+  std::atomic<int> table{0};  // 0: the Dict, 1: Boost
+  std::atomic<int> done{0};
+  std::atomic<int> quit{0};
+  std::atomic<std::uint64_t> child_preempted{0};  // in the last batch
+};
+
+void BM_Mix90Get10Update_Target(benchmark::State& state) {
+  MultiprocTable ours;
+  BoostTable boost;
+  for (std::uint64_t k = 0; k < kKeys; ++k) {
+    ours.insert(k);
+    boost.insert(k);
+  }
+  auto* ctl = static_cast<TargetControl*>(
+      ::mmap(nullptr, sizeof(TargetControl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ::new (ctl) TargetControl();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    std::uint64_t rng = 0x9e3779b97f4a7c15ull, seen = 0;
+    for (;;) {
+      std::uint64_t g;
+      for (int spins = 0; (g = ctl->generation.load(std::memory_order_acquire)) == seen; ++spins) {
+        if (ctl->quit.load(std::memory_order_relaxed)) ::_exit(0);
+        if (spins > 64) std::this_thread::yield();
+        mp::cpu_relax();
+      }
+      seen = g;
+      const Usage before = Usage::now();
+      if (ctl->table.load(std::memory_order_relaxed) == 0) {
+        run_work(ours, Work::mix, 1, 0, rng, kTargetBatch[0]);
+      } else {
+        run_work(boost, Work::mix, 1, 0, rng, kTargetBatch[1]);
+      }
+      ctl->child_preempted.store((Usage::now() - before).preempted, std::memory_order_relaxed);
+      ctl->done.store(1, std::memory_order_release);  // release: child_preempted is read after done
+    }
+  }
+  std::uint64_t rng = 0x2545f4914f6cdd1dull;
+  double seconds[2] = {0, 0};
+  std::uint64_t clean[2] = {0, 0}, dropped = 0;
+  for (auto _ : state) {
+    for (int table = 0; table < 2; ++table) {
+      ctl->table.store(table, std::memory_order_relaxed);
+      const Usage before = Usage::now();
+      const auto start = std::chrono::steady_clock::now();
+      ctl->generation.fetch_add(1, std::memory_order_release);
+      if (table == 0) {
+        run_work(ours, Work::mix, 0, 0, rng, kTargetBatch[0]);
+      } else {
+        run_work(boost, Work::mix, 0, 0, rng, kTargetBatch[1]);
+      }
+      for (int spins = 0; ctl->done.load(std::memory_order_acquire) == 0; ++spins) {
+        if (spins > 64) std::this_thread::yield();
+        mp::cpu_relax();
+      }
+      const auto end = std::chrono::steady_clock::now();
+      const std::uint64_t preempted = (Usage::now() - before).preempted + ctl->child_preempted.load(std::memory_order_relaxed);
+      ctl->done.store(0, std::memory_order_relaxed);
+      if (preempted == 0) {
+        seconds[table] += std::chrono::duration<double>(end - start).count();
+        ++clean[table];
+      } else {
+        ++dropped;
+      }
+    }
+  }
+  ctl->quit.store(1);
+  ::waitpid(child, nullptr, 0);
+  ::munmap(ctl, sizeof(TargetControl));
+  if (clean[0] < 10 || clean[1] < 10) {
+    state.SkipWithError("too few batches ran without preemption: the machine is too busy for a 2-process measurement");
+    return;
+  }
+  const double ours_rate = static_cast<double>(clean[0] * 2 * kTargetBatch[0]) / seconds[0];
+  const double boost_rate = static_cast<double>(clean[1] * 2 * kTargetBatch[1]) / seconds[1];
+  state.counters["multiproc_per_s"] = ours_rate;
+  state.counters["boost_per_s"] = boost_rate;
+  state.counters["ratio"] = ours_rate / boost_rate;
+  state.counters["clean_batches"] = static_cast<double>(std::min(clean[0], clean[1]));
+  state.counters["dropped"] = static_cast<double>(dropped);
+}
+BENCHMARK(BM_Mix90Get10Update_Target)->Iterations(100)->Unit(benchmark::kMillisecond);
 
 void BM_Get_Multiproc(benchmark::State& s) { bench<MultiprocTable>(s, Work::get); }
 void BM_Get_Boost(benchmark::State& s) { bench<BoostTable>(s, Work::get); }
@@ -367,6 +470,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
       if (it != r.counters.end()) rate_[r.benchmark_name()] = it->second;
       const auto pre = r.counters.find("preempted");
       if (pre != r.counters.end()) preempted_[r.benchmark_name()] = pre->second;
+      if (r.counters.count("ratio") != 0) target_ = r.counters;
     }
     ConsoleReporter::ReportRuns(runs);
   }
@@ -390,6 +494,17 @@ class RatioReporter : public benchmark::ConsoleReporter {
       }
   }
 
+  void print_target() const {
+    if (target_.empty()) return;
+    std::printf("\ntarget (2 processes, 90%% get / 10%% update; interleaved batches, preemption-free only):\n"
+                "  multiproc %.2f M/s   Boost.Interprocess+mutex %.2f M/s   ratio %.1fx   (%.0f clean batches each, %.0f dropped)\n",
+                target_.at("multiproc_per_s").value / 1e6, target_.at("boost_per_s").value / 1e6, target_.at("ratio").value,
+                target_.at("clean_batches").value, target_.at("dropped").value);
+    const auto py = g_python.find("mix/2");
+    if (py != g_python.end())
+      std::printf("  vs Python Manager().dict() (its own run): %.0fx\n", target_.at("multiproc_per_s").value / py->second);
+  }
+
  private:
   double find(const std::string& name) const {
     const auto it = rate_.find(name);
@@ -401,6 +516,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   }
   std::map<std::string, double> rate_;
   std::map<std::string, double> preempted_;
+  benchmark::UserCounters target_;
 };
 
 }  // namespace
@@ -412,6 +528,7 @@ int main(int argc, char** argv) {
   RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.print_ratios();
+  reporter.print_target();
   benchmark::Shutdown();
   return 0;
 }
