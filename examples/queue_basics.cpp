@@ -22,7 +22,7 @@
 //     uncaught exception: the traceback goes to stderr), the port writes that line to stderr
 //     and goes on with the next section.
 //   * Sleeps: 002-13's 10 s is 50 ms; 002-14's writer sleeps up to 10 ms and the reader first
-//     100 ms then 20 ms between gets (1 s in Python: time for the writer to finish first).
+//     200 ms then 20 ms between gets (1 s in Python: time for the writer to finish first).
 // Exits 0 only if every section printed the Python program's lines.
 #include "transcript.hpp"
 
@@ -184,7 +184,7 @@ bool write_read(mp::Arena& arena) {
       std::ref(q));
   mp::Process pr(
       [](mp::Queue<char>& qq) {
-        std::this_thread::sleep_for(100ms);
+        std::this_thread::sleep_for(200ms);
         while (!qq.empty()) {
           say("Get %c from queue.", qq.get());
           std::this_thread::sleep_for(20ms);  // 目的是等待写队列完成
