@@ -16,6 +16,9 @@
 //   proc_1 received: hello, too
 //   proc_2 received: what is your name?
 //   proc_1 received: I don't tell you!
+// Exits 0 only if it printed exactly these lines (transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/pipe.hpp>
 #include <multiproc/process.hpp>
 
@@ -24,39 +27,40 @@
 #include <tuple>
 
 namespace mp = multiproc;
+using tutorial::say;
 
 namespace {
 
 void proc_1(mp::Connection& pipe) {
   pipe.send_bytes("hello");
-  std::printf("proc_1 received: %s\n", pipe.recv_string().c_str());
-  std::fflush(stdout);
+  say("proc_1 received: %s", pipe.recv_string().c_str());
   pipe.send_bytes("what is your name?");
-  std::printf("proc_1 received: %s\n", pipe.recv_string().c_str());
-  std::fflush(stdout);
+  say("proc_1 received: %s", pipe.recv_string().c_str());
 }
 
 void proc_2(mp::Connection& pipe) {
-  std::printf("proc_2 received: %s\n", pipe.recv_string().c_str());
-  std::fflush(stdout);
+  say("proc_2 received: %s", pipe.recv_string().c_str());
   pipe.send_bytes("hello, too");
-  std::printf("proc_2 received: %s\n", pipe.recv_string().c_str());
-  std::fflush(stdout);
+  say("proc_2 received: %s", pipe.recv_string().c_str());
   pipe.send_bytes("I don't tell you!");
 }
 
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   auto pipe = mp::Pipe();
-  std::printf("%zu\n", std::tuple_size_v<decltype(pipe)>);
-  std::printf("<type 'tuple'>\n");  // a std::pair<Connection, Connection>: Python's 2-tuple
-  std::fflush(stdout);
+  say("%zu", std::tuple_size_v<decltype(pipe)>);
+  say("<type 'tuple'>");  // a std::pair<Connection, Connection>: Python's 2-tuple
   mp::Process p1(proc_1, std::ref(pipe.first));
   mp::Process p2(proc_2, std::ref(pipe.second));
   p2.start();
   p1.start();
   p2.join();
   p1.join();
-  return p1.exitcode() == 0 && p2.exitcode() == 0 ? 0 : 1;
+  const bool printed = tutorial::expect(0,
+                                        {"2", "<type 'tuple'>", "proc_2 received: hello", "proc_1 received: hello, too",
+                                         "proc_2 received: what is your name?", "proc_1 received: I don't tell you!"},
+                                        "002-19");
+  return printed && p1.exitcode() == 0 && p2.exitcode() == 0 ? 0 : 1;
 }

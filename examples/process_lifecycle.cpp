@@ -114,7 +114,8 @@ bool daemon_duoduo(Flags& f) {
   const auto got = tutorial::Transcript::get().since(mark);
   // "duoduo is running" appears only if the daemon got to run before the main code ended.
   const bool lines_ok = (got.size() == 1 && got[0] == "----------------->") ||
-                        (got.size() == 2 && (got[0] == "duoduo is running" || got[1] == "duoduo is running"));
+                        (got.size() == 2 && ((got[0] == "duoduo is running" && got[1] == "----------------->") ||
+                                             (got[1] == "duoduo is running" && got[0] == "----------------->")));
   if (!lines_ok) expect(mark, {"----------------->"}, "000-1");
   return ran && lines_ok && f.duoduo_finished == 0;
 }

@@ -10,7 +10,7 @@
 // anywhere; section() marks where a program's output starts. A failed expectation prints both
 // listings to stderr; the example then exits 1 — that is the smoke test's output check.
 //
-// Layout: a fixed table of 2048 lines of at most 159 bytes and an atomic line counter, made
+// Layout: a fixed table of 2048 lines of at most 255 bytes and an atomic line counter, made
 // in its own Arena (a memfd mapping inherited across fork). Not a library component: only
 // what the examples need.
 #pragma once
@@ -31,7 +31,7 @@ namespace tutorial {
 class Transcript {
  public:
   static constexpr int kLines = 2048;
-  static constexpr int kWidth = 160;
+  static constexpr int kWidth = 256;
 
   /// Makes the process-wide transcript (once, before forking).
   static Transcript& open() {

@@ -23,7 +23,10 @@
 //   money = Value("i", 1000); l = Lock()
 //   p1 = Process(target=get_money, args=(l, money)); p2 = Process(target=save_money, ...)
 //   ... print(money.value)   # 700
-// (sleeps of 5 ms instead of 0.5 s). Exits 0 only if all three print the expected values.
+// (sleeps of 5 ms instead of 0.5 s). Exits 0 only if all three print the expected values
+// (their printed lines are checked: transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/lock.hpp>
 #include <multiproc/process.hpp>
@@ -37,9 +40,11 @@
 #include <thread>
 
 namespace mp = multiproc;
+using tutorial::say;
 using namespace std::chrono_literals;
 
 int main() {
+  tutorial::Transcript::open();
   mp::Arena arena = mp::Arena::create(1 << 16);
   bool ok = true;
 
@@ -55,26 +60,25 @@ int main() {
       std::ref(num), std::ref(arr));
   p.start();
   p.join();
-  std::printf("%.7f\n", num.load());
+  say("%.7f", num.load());
   std::string list = "[";
   for (std::size_t i = 0; i < arr.size(); ++i) list += (i ? ", " : "") + std::to_string(arr[i]);
   list += "]";
-  std::printf("%s\n", list.c_str());
+  say("%s", list.c_str());
   ok = ok && num.load() == 3.1415927 && list == "[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]";
 
   // 004, Value
   auto& count = arena.make<mp::Value<int>>("count", 100);
-  std::printf("父进程中一开始的num %d\n", count.load());
-  std::fflush(stdout);
+  say("父进程中一开始的num %d", count.load());
   mp::Process q(
       [](mp::Value<int>& n) {
         n.fetch_sub(1);
-        std::printf("子进程中的num值 %d\n", n.load());
+        say("子进程中的num值 %d", n.load());
       },
       std::ref(count));
   q.start();
   q.join();
-  std::printf("父进程中后来的num %d\n", count.load());
+  say("父进程中后来的num %d", count.load());
   ok = ok && count.load() == 99;
 
   // 004, the bank account: the Lock keeps each process's run of changes together.
@@ -93,8 +97,13 @@ int main() {
   save_money.start();
   get_money.join();
   save_money.join();
-  std::printf("%d\n", money.load());
+  say("%d", money.load());
   ok = ok && money.load() == 700;
+  ok = tutorial::expect(0,
+                       {"3.1415927", "[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]", "父进程中一开始的num 100", "子进程中的num值 99",
+                        "父进程中后来的num 99", "700"},
+                       "002-21, 004-17, 004-20") &&
+       ok;
   ok = ok && p.exitcode() == 0 && q.exitcode() == 0 && get_money.exitcode() == 0 && save_money.exitcode() == 0;
   return ok ? 0 : 1;
 }
