@@ -20,7 +20,9 @@
 //   c.start(); p.start(); c.join(); p.join()
 //
 // Output: "producer put i" before "consumer got i", for i = 0..4 (sleeps of 10 ms here).
-// Exits 0 only if the consumer got 0, 1, 2, 3, 4 in that order.
+// Exits 0 only if the consumer got 0, 1, 2, 3, 4 in that order, and printed so (transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/condition.hpp>
 #include <multiproc/lock.hpp>
@@ -30,9 +32,13 @@
 #include <cstdio>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace mp = multiproc;
+using tutorial::say;
+using tutorial::str;
 using namespace std::chrono_literals;
 
 namespace {
@@ -51,8 +57,7 @@ void consumer(Shared& s) {
   for (;;) {
     s.cond.wait(hold, [&] { return s.head != s.tail; });
     const int item = s.items[s.head++ % 8];
-    std::printf("consumer got %d\n", item);
-    std::fflush(stdout);
+    say("consumer got %d", item);
     s.got[s.n_got++] = item;
     if (item == 4) break;
   }
@@ -63,8 +68,7 @@ void producer(Shared& s) {
     std::this_thread::sleep_for(10ms);
     std::scoped_lock hold(s.lock);
     s.items[s.tail++ % 8] = i;
-    std::printf("producer put %d\n", i);
-    std::fflush(stdout);
+    say("producer put %d", i);
     s.cond.notify_one();
   }
 }
@@ -72,6 +76,7 @@ void producer(Shared& s) {
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   mp::Arena arena = mp::Arena::create(1 << 16);
   Shared& s = arena.make<Shared>("shared");
   mp::Process c(consumer, std::ref(s));
@@ -81,6 +86,14 @@ int main() {
   const bool joined = c.join_for(30s) && p.join_for(30s);
   bool ok = joined && c.exitcode() == 0 && p.exitcode() == 0 && s.n_got == 5;
   for (int i = 0; ok && i < 5; ++i) ok = s.got[i] == i;
+  // The printed lines: every put and got, and "producer put i" before "consumer got i".
+  std::vector<std::string> want;
+  for (int i = 0; i < 5; ++i) {
+    want.push_back(str("producer put %d", i));
+    want.push_back(str("consumer got %d", i));
+  }
+  ok = tutorial::expect_unordered(0, want, "001-j") && ok;
+  for (int i = 0; ok && i < 5; ++i) ok = tutorial::position(0, want[2 * i]) < tutorial::position(0, want[2 * i + 1]);
   if (!joined) {
     c.kill();
     p.kill();

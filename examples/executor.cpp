@@ -15,7 +15,10 @@
 //       for f in as_completed(fs): ...
 //
 // Executor::map takes one range: the two lists are zipped into pairs of a trivially copyable
-// struct. The sleeps are 20 ms. Exits 0 only if every result is the expected one.
+// struct. The sleeps are 20 ms. Exits 0 only if every result is the expected one and the
+// printed lines are these (transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/pool.hpp>
 
 #include <chrono>
@@ -24,6 +27,7 @@
 #include <vector>
 
 namespace mp = multiproc;
+using tutorial::say;
 using namespace std::chrono_literals;
 
 namespace {
@@ -41,23 +45,24 @@ int task_of(Args x) { return task(x.a, x.b); }
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   bool ok = true;
   {
     mp::Executor executor(6);
     auto future = executor.submit(task, 2, 3);
     const auto r = future.get_for(5s);  // result(timeout=5)
-    std::printf("%d\n", r.value_or(-1));
+    say("%d", r.value_or(-1));
     ok = ok && r == 6;
     const std::vector<Args> zipped{{1, 4}, {2, 5}, {3, 6}};
     const std::vector<int> results = executor.map(task_of, zipped);
-    for (int x : results) std::printf("%d\n", x);
+    for (int x : results) say("%d", x);
     ok = ok && results == std::vector<int>{4, 10, 18};
     executor.shutdown(true);
     try {
       executor.submit(task, 1, 1);
       ok = false;
     } catch (const mp::Error& e) {  // Python: RuntimeError: cannot schedule new futures after shutdown
-      std::printf("RuntimeError: cannot schedule new futures after shutdown\n");
+      say("RuntimeError: cannot schedule new futures after shutdown");
     }
   }
   {
@@ -68,9 +73,11 @@ int main() {
     }  // the destructor is shutdown(wait=True): every future is done here
     for (int i = 0; i < 4; ++i) {
       ok = ok && fs[i].ready() && fs[i].get() == i * i;
-      std::printf("%d\n", fs[i].get());
+      say("%d", fs[i].get());
     }
   }
-  std::fflush(stdout);
+  ok = tutorial::expect(0, {"6", "4", "10", "18", "RuntimeError: cannot schedule new futures after shutdown", "0", "1", "4", "9"},
+                       "001-o, 001-p") &&
+       ok;
   return ok ? 0 : 1;
 }
