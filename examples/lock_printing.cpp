@@ -18,7 +18,10 @@
 //   11602 is done
 //   ...
 // Here the sleep is 50 ms, and each child also logs what it printed into shared memory so the
-// program can check the pairs: it exits 0 only if no two processes were ever inside at once.
+// program can check the pairs: it exits 0 only if no two processes were ever inside at once
+// and the printed lines are the pairs (transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/lock.hpp>
 #include <multiproc/process.hpp>
@@ -28,11 +31,14 @@
 #include <cstdio>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unistd.h>
 #include <vector>
 
 namespace mp = multiproc;
+using tutorial::say;
+using tutorial::str;
 using namespace std::chrono_literals;
 
 namespace {
@@ -44,18 +50,17 @@ struct Log {
 
 void work(mp::Lock& lock, Log& log) {
   std::scoped_lock hold(lock);  // lock.acquire() ... lock.release()
-  std::printf("%d is running\n", ::getpid());
-  std::fflush(stdout);  // flush while holding the lock: the terminal sees the lines in this order
+  say("%d is running", ::getpid());  // flushed while holding the lock: the terminal sees this order
   log.lines[log.n++] = ::getpid();
   std::this_thread::sleep_for(50ms);
-  std::printf("%d is done\n", ::getpid());
-  std::fflush(stdout);
+  say("%d is done", ::getpid());
   log.lines[log.n++] = ::getpid();
 }
 
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   mp::Arena arena = mp::Arena::create(1 << 16);
   mp::Lock& lock = arena.make<mp::Lock>("lock");
   Log& log = arena.make<Log>("log");
@@ -67,5 +72,14 @@ int main() {
   bool ok = log.n == 6;
   for (int i = 0; ok && i < 6; i += 2) ok = log.lines[i] == log.lines[i + 1];  // running/done pairs
   for (auto& p : ps) ok = ok && p.exitcode() == 0;
+  std::vector<std::string> want;  // the printed lines: each child's two
+  for (auto& p : ps) {
+    want.push_back(str("%d is running", p.pid()));
+    want.push_back(str("%d is done", p.pid()));
+  }
+  ok = tutorial::expect_unordered(0, want, "000-3") && ok;
+  const auto lines = tutorial::Transcript::get().since(0);
+  for (std::size_t i = 0; ok && i + 1 < lines.size(); i += 2)  // and each "running" right before its "done"
+    ok = lines[i + 1] == lines[i].substr(0, lines[i].find(' ')) + " is done";
   return ok ? 0 : 1;
 }

@@ -33,7 +33,9 @@
 //   p = Process(target=func, args=(lst,)); p.start(); p.join()
 //   print("父进程中后来的列表", lst)             # 父进程中后来的列表 ['aaa', 22, 33]
 //
-// Exits 0 only if every printed result is the expected one.
+// Exits 0 only if every printed result is the expected one (and printed: transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/dict.hpp>
 
@@ -47,6 +49,7 @@
 #include <vector>
 
 namespace mp = multiproc;
+using tutorial::say;
 
 namespace {
 
@@ -176,7 +179,7 @@ bool counter(mp::Arena& arena) {
   bool ok = true;
   for (pid_t p : p_l) ok &= join(p);
   const std::string out = repr(dic);
-  std::printf("%s\n", out.c_str());
+  say("%s", out.c_str());
   return ok && expect(out, "{'count': 0}");
 }
 
@@ -197,7 +200,8 @@ bool dict_and_list(mp::Arena& arena) {
   });
   const bool ok = join(p);
   const std::string d = repr(shareDict), l = repr(shareList);
-  std::printf("%s\n%s\n", d.c_str(), l.c_str());
+  say("%s", d.c_str());
+  say("%s", l.c_str());
   return ok && expect(d, "{1: '1', '2': 2, 0.25: None}") && expect(l, "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]");
 }
 
@@ -205,23 +209,29 @@ bool child_writes_list(mp::Arena& arena) {
   auto& lst = arena.make<PyList>("lst", 8);
   for (int v : {11, 22, 33}) lst.push_back(PyValue::Int(v));
   const std::string before = repr(lst);
-  std::printf("父进程中一开始的列表 %s\n", before.c_str());
+  say("父进程中一开始的列表 %s", before.c_str());
   const pid_t p = start([&] {
     lst.set(0, PyValue::Str("aaa"));
-    std::printf("子进程中的列表 %s\n", repr(lst).c_str());
+    say("子进程中的列表 %s", repr(lst).c_str());
   });
   const bool ok = join(p);
   const std::string after = repr(lst);
-  std::printf("父进程中后来的列表 %s\n", after.c_str());
+  say("父进程中后来的列表 %s", after.c_str());
   return ok && expect(before, "[11, 22, 33]") && expect(after, "['aaa', 22, 33]");
 }
 
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   auto arena = mp::Arena::create(1 << 20);
   bool ok = counter(arena);
   ok = dict_and_list(arena) && ok;
   ok = child_writes_list(arena) && ok;
+  ok = tutorial::expect(0,
+                        {"{'count': 0}", "{1: '1', '2': 2, 0.25: None}", "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]",
+                         "父进程中一开始的列表 [11, 22, 33]", "子进程中的列表 ['aaa', 22, 33]", "父进程中后来的列表 ['aaa', 22, 33]"},
+                        "000-12, 002-23, 004-16") &&
+       ok;
   return ok ? 0 : 1;
 }

@@ -15,8 +15,10 @@
 //   Process-1 acquire / Process-1 release / Process-3 acquire / Process-2 acquire /
 //   Process-5 acquire / Process-2 release / Process-4 acquire / Process-3 release /
 //   Process-4 release / Process-5 release
-// Here the sleeps are i * 20 ms. Exits 0 only if never more than three held it at once and
-// all five ran.
+// Here the sleeps are i * 20 ms. Exits 0 only if never more than three held it at once, all
+// five ran, and each printed its acquire and release lines (transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/semaphore.hpp>
@@ -25,10 +27,12 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
 namespace mp = multiproc;
+using tutorial::say;
 
 namespace {
 
@@ -43,11 +47,9 @@ void worker(mp::Semaphore& s, int i, Count& c) {
   const int now = c.inside.fetch_add(1) + 1;
   for (int m = c.most.load(); now > m && !c.most.compare_exchange_weak(m, now);) {
   }
-  std::printf("%s acquire\n", mp::current_process().name.c_str());
-  std::fflush(stdout);
+  say("%s acquire", mp::current_process().name.c_str());
   std::this_thread::sleep_for(std::chrono::milliseconds(i * 10));
-  std::printf("%s release\n", mp::current_process().name.c_str());
-  std::fflush(stdout);
+  say("%s release", mp::current_process().name.c_str());
   c.inside.fetch_sub(1);
   c.done.fetch_add(1);
   s.release();
@@ -56,6 +58,7 @@ void worker(mp::Semaphore& s, int i, Count& c) {
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   mp::Arena arena = mp::Arena::create(1 << 16);
   auto& s = arena.make<mp::Semaphore>("s", 3u);
   Count& c = arena.make<Count>("count");
@@ -67,5 +70,11 @@ int main() {
     p.join();
     ok = ok && p.exitcode() == 0;
   }
+  std::vector<std::string> want;  // the printed lines, in scheduling order
+  for (auto& p : ps) {
+    want.push_back(p.name() + " acquire");
+    want.push_back(p.name() + " release");
+  }
+  ok = tutorial::expect_unordered(0, want, "002-18") && ok;
   return ok && c.most.load() <= 3 && c.done.load() == 5 && s.value() == 3 ? 0 : 1;
 }
