@@ -25,7 +25,9 @@
 //
 // Here: 3 items per producer and 5-15 ms sleeps. Output: nine "生产了" and nine "吃" lines
 // (pids vary), then 主. Exits 0 only if every item was eaten once before the producers'
-// join() returned.
+// join() returned, and the printed lines say so (transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/fixed_string.hpp>
 #include <multiproc/process.hpp>
@@ -43,6 +45,7 @@
 #include <vector>
 
 namespace mp = multiproc;
+using tutorial::say;
 using namespace std::chrono_literals;
 using Item = mp::FixedString<32>;
 
@@ -64,8 +67,7 @@ void consumer(mp::JoinableQueue<Item>& q, Counts& counts) {
   for (;;) {
     const Item res = q.get();
     nap();
-    std::printf("\033[45m%d 吃 %.*s\033[0m\n", ::getpid(), static_cast<int>(res.size()), res.view().data());
-    std::fflush(stdout);
+    say("\033[45m%d 吃 %.*s\033[0m", ::getpid(), static_cast<int>(res.size()), res.view().data());
     counts.eaten.fetch_add(1);
     q.task_done();
   }
@@ -76,8 +78,7 @@ void producer(int who, std::string name, mp::JoinableQueue<Item>& q, Counts& cou
     nap();
     const std::string res = name + std::to_string(i);
     q.put(Item(res));
-    std::printf("\033[44m%d 生产了 %s\033[0m\n", ::getpid(), res.c_str());
-    std::fflush(stdout);
+    say("\033[44m%d 生产了 %s\033[0m", ::getpid(), res.c_str());
   }
   q.join();
   counts.eaten_when_joined[who] = counts.eaten.load();
@@ -86,6 +87,7 @@ void producer(int who, std::string name, mp::JoinableQueue<Item>& q, Counts& cou
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   mp::Arena arena = mp::Arena::create(1 << 20);
   auto& q = arena.make<mp::JoinableQueue<Item>>("q", 32);
   Counts& counts = arena.make<Counts>("counts");
@@ -100,7 +102,7 @@ int main() {
   c1.start();
   c2.start();
   for (auto& p : ps) p.join();
-  std::printf("主\n");
+  say("主");
 
   bool ok = counts.eaten.load() == 3 * kItems;
   for (int i = 0; i < 3; ++i) ok = ok && ps[i].exitcode() == 0 && counts.eaten_when_joined[i].load() >= kItems;
@@ -108,5 +110,8 @@ int main() {
   int most = 0;
   for (auto& e : counts.eaten_when_joined) most = std::max(most, e.load());
   ok = ok && most == 3 * kItems;
+  ok = tutorial::expect_producer_consumer(0, {{ps[0].pid(), "包子"}, {ps[1].pid(), "骨头"}, {ps[2].pid(), "泔水"}}, kItems,
+                                          {c1.pid(), c2.pid()}, true, "000-11") &&
+       ok;
   return ok ? 0 : 1;  // the daemon consumers, still blocked in get(), end with this process
 }

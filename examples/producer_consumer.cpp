@@ -25,7 +25,10 @@
 // Here close() is the end-of-work signal: the consumers drain what is in the queue and then
 // get() throws Closed — one call, whatever the number of consumers. Sleeps are 10-30 ms.
 // Output: six "生产了" lines and six "吃" lines (pids vary), then 主.
-// Exits 0 only if each of the six items was eaten exactly once.
+// Exits 0 only if each of the six items was eaten exactly once, and the printed lines say so
+// (transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/fixed_string.hpp>
 #include <multiproc/process.hpp>
@@ -42,6 +45,7 @@
 #include <vector>
 
 namespace mp = multiproc;
+using tutorial::say;
 using namespace std::chrono_literals;
 using Item = mp::FixedString<32>;
 
@@ -66,8 +70,7 @@ void consumer(mp::Queue<Item>& q, Eaten& eaten) {
       break;  // closed and drained: Python's `if res is None: break`
     }
     nap();
-    std::printf("\033[45m%d 吃 %.*s\033[0m\n", ::getpid(), static_cast<int>(res.size()), res.view().data());
-    std::fflush(stdout);
+    say("\033[45m%d 吃 %.*s\033[0m", ::getpid(), static_cast<int>(res.size()), res.view().data());
     for (int p = 0; p < 3; ++p)
       for (int i = 0; i < 2; ++i)
         if (res.view() == std::string(names[p]) + std::to_string(i)) eaten.count[p][i].fetch_add(1);
@@ -79,14 +82,14 @@ void producer(std::string name, mp::Queue<Item>& q) {
     nap();
     const std::string res = name + std::to_string(i);
     q.put(Item(res));
-    std::printf("\033[44m%d 生产了 %s\033[0m\n", ::getpid(), res.c_str());
-    std::fflush(stdout);
+    say("\033[44m%d 生产了 %s\033[0m", ::getpid(), res.c_str());
   }
 }
 
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   mp::Arena arena = mp::Arena::create(1 << 20);
   auto& q = arena.make<mp::Queue<Item>>("q", 16);
   Eaten& eaten = arena.make<Eaten>("eaten");
@@ -99,8 +102,7 @@ int main() {
   c2.start();
   for (auto& p : producers) p.join();  // all produced: only then signal the end
   q.close();
-  std::printf("主\n");
-  std::fflush(stdout);
+  say("主");
   c1.join();
   c2.join();
 
@@ -108,5 +110,9 @@ int main() {
   for (auto& p : producers) ok = ok && p.exitcode() == 0;
   for (auto& row : eaten.count)
     for (auto& c : row) ok = ok && c.load() == 1;
+  ok = tutorial::expect_producer_consumer(
+           0, {{producers[0].pid(), "包子"}, {producers[1].pid(), "骨头"}, {producers[2].pid(), "泔水"}}, 2, {c1.pid(), c2.pid()},
+           false, "000-10 (close())") &&
+       ok;
   return ok ? 0 : 1;
 }

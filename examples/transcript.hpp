@@ -20,10 +20,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdarg>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tutorial {
@@ -135,6 +137,44 @@ inline int position(int mark, const std::string& line) {
   const auto got = Transcript::get().since(mark);
   const auto it = std::find(got.begin(), got.end(), line);
   return it == got.end() ? -1 : static_cast<int>(it - got.begin());
+}
+
+/// The tutorials' producer/consumer output (000): since `mark`, producer k printed
+/// "\033[44m<pid> 生产了 <name_k><i>\033[0m" for i < n, each item was printed once as
+/// "\033[45m<pid> 吃 <item>\033[0m" by one of `consumers`, and "主" was printed once (last,
+/// if `main_last`). Who ate what varies with scheduling.
+inline bool expect_producer_consumer(int mark, const std::vector<std::pair<int, std::string>>& producers, int n,
+                                     const std::vector<int>& consumers, bool main_last, const char* title) {
+  std::vector<std::string> made, eaten, want_made, want_eaten;
+  int mains = 0;
+  bool ok = true;
+  const auto lines = Transcript::get().since(mark);
+  for (const auto& l : lines) {
+    const auto made_at = l.find(" 生产了 "), eaten_at = l.find(" 吃 ");
+    if (l == "主") {
+      ++mains;
+    } else if (made_at != std::string::npos) {
+      made.push_back(l);
+    } else if (eaten_at != std::string::npos && l.rfind("\033[45m", 0) == 0) {
+      const int who = std::atoi(l.c_str() + 5);
+      ok = ok && std::find(consumers.begin(), consumers.end(), who) != consumers.end();
+      eaten.push_back(l.substr(eaten_at + 5));
+    } else {
+      ok = false;
+    }
+  }
+  for (const auto& [pid, name] : producers)
+    for (int i = 0; i < n; ++i) {
+      want_made.push_back(str("\033[44m%d 生产了 %s%d\033[0m", pid, name.c_str(), i));
+      want_eaten.push_back(str("%s%d\033[0m", name.c_str(), i));
+    }
+  for (auto* v : {&made, &eaten, &want_made, &want_eaten}) std::sort(v->begin(), v->end());
+  ok = ok && made == want_made && eaten == want_eaten && mains == 1 && (!main_last || lines.back() == "主");
+  if (!ok) {
+    std::fprintf(stderr, "output check failed: %s\n", title);
+    dump("printed", lines);
+  }
+  return ok;
 }
 
 /// Python's repr of a list of ints: [0, 1, 2].
