@@ -20,7 +20,10 @@
 //
 // Output: 100 lines "剩余票数1" (some may read 0 if they search after the sale), and exactly
 // one "购票成功". Here: 10 clients, 10 ms / 20 ms delays, and db.txt in a temporary directory.
-// Exits 0 only if exactly one purchase happened and the file ends at {"count": 0}.
+// Exits 0 only if exactly one purchase happened (and was printed: transcript.hpp) and the file
+// ends at {"count": 0}.
+#include "transcript.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/lock.hpp>
 #include <multiproc/process.hpp>
@@ -37,6 +40,7 @@
 #include <vector>
 
 namespace mp = multiproc;
+using tutorial::say;
 using namespace std::chrono_literals;
 
 namespace {
@@ -58,8 +62,7 @@ void dump_count(const std::string& db, int count) {
 }
 
 void search(const std::string& db) {
-  std::printf("\033[43m剩余票数%d\033[0m\n", load_count(db));
-  std::fflush(stdout);
+  say("\033[43m剩余票数%d\033[0m", load_count(db));
 }
 
 void get(const std::string& db, std::atomic<int>& sold) {
@@ -69,8 +72,7 @@ void get(const std::string& db, std::atomic<int>& sold) {
     --count;
     std::this_thread::sleep_for(20ms);
     dump_count(db, count);
-    std::printf("\033[43m购票成功\033[0m\n");
-    std::fflush(stdout);
+    say("\033[43m购票成功\033[0m");
     sold.fetch_add(1);
   }
 }
@@ -84,6 +86,7 @@ void task(const std::string& db, mp::Lock& lock, std::atomic<int>& sold) {
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   char dir[] = "/tmp/multiproc-tickets-XXXXXX";
   if (!::mkdtemp(dir)) return 1;
   const std::string db = std::string(dir) + "/db.txt";
@@ -101,6 +104,12 @@ int main() {
     ok = ok && c.exitcode() == 0;
   }
   ok = ok && sold.load() == 1 && load_count(db) == 0;
+  int searches = 0, purchases = 0;  // the printed lines: 10 searches (1 or 0 left), one purchase
+  for (const auto& line : tutorial::Transcript::get().since(0)) {
+    searches += line == "\033[43m剩余票数1\033[0m" || line == "\033[43m剩余票数0\033[0m";
+    purchases += line == "\033[43m购票成功\033[0m";
+  }
+  ok = ok && searches == 10 && purchases == 1 && tutorial::Transcript::get().size() == 11;
   std::remove(db.c_str());
   ::rmdir(dir);
   return ok ? 0 : 1;
