@@ -24,7 +24,9 @@
 // Here: 9 cars, lights of 30 ms (green) and 20 ms (red), a car every 10 ms; the light is a
 // daemon (the tutorial's runs forever). Output: the first four lines above, then 红灯亮了 /
 // 绿灯亮了 lines and "第i辆车通过" for every car, each after a green light. Exits 0 only if
-// every car passed.
+// every car passed, and printed so (transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/event.hpp>
 #include <multiproc/process.hpp>
@@ -39,12 +41,9 @@
 namespace mp = multiproc;
 using namespace std::chrono_literals;
 
-namespace {
+using tutorial::say;
 
-void say(const char* s) {
-  std::printf("%s\n", s);
-  std::fflush(stdout);
-}
+namespace {
 
 void traffic_light(mp::Event& e) {
   for (;;) {
@@ -62,25 +61,25 @@ void traffic_light(mp::Event& e) {
 
 void car(mp::Event& e, int i, std::atomic<int>& passed) {
   e.wait();
-  std::printf("第%d辆车通过\n", i);
-  std::fflush(stdout);
+  say("第%d辆车通过", i);
   passed.fetch_add(1);
 }
 
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   mp::Arena arena = mp::Arena::create(1 << 16);
   auto& e = arena.make<mp::Event>("e");
   auto& passed = arena.make<std::atomic<int>>("passed", 0);
 
-  std::printf("%s\n", e.is_set() ? "True" : "False");
+  say("%s", e.is_set() ? "True" : "False");
   e.set();
-  std::printf("%s\n", e.is_set() ? "True" : "False");
+  say("%s", e.is_set() ? "True" : "False");
   e.wait();
   say("aaaa");
   e.clear();
-  std::printf("%s\n", e.is_set() ? "True" : "False");
+  say("%s", e.is_set() ? "True" : "False");
   bool ok = !e.is_set();
 
   mp::Process light(traffic_light, std::ref(e));
@@ -95,5 +94,25 @@ int main() {
     ok = ok && c.join_for(30s) && c.exitcode() == 0;
   }
   ok = ok && passed.load() == 9;
+  // The printed lines: the Event's four, then lights and cars; the first light is green (the
+  // event starts cleared), every car passes once, and only after a green light.
+  const auto lines = tutorial::Transcript::get().since(0);
+  ok = tutorial::expect(0, {"False", "True", "aaaa", "False"}, "004-23 (first lines)", 4) && ok;
+  bool green = false;
+  int cars_passed[9] = {};
+  for (std::size_t k = 4; ok && k < lines.size(); ++k) {
+    int car_no = -1;
+    if (lines[k] == "绿灯亮了") {
+      green = true;
+    } else if (lines[k] == "红灯亮了") {
+      ok = green;  // red follows a green
+    } else if (std::sscanf(lines[k].c_str(), "第%d辆车通过", &car_no) == 1 && car_no >= 0 && car_no < 9) {
+      ok = green && ++cars_passed[car_no] == 1;
+    } else {
+      ok = false;
+    }
+  }
+  for (int n : cars_passed) ok = ok && n == 1;
+  if (!ok) tutorial::dump("004-24: printed", lines);
   return ok ? 0 : 1;  // the light (a daemon) ends with us
 }
