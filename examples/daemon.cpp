@@ -20,7 +20,10 @@
 // Each Python program here runs as a child process (its "main"): when that child's code ends,
 // it kills its daemons and joins its other children, as a Python main program does at exit.
 // Sleeps are 100-300 ms. Exits 0 only if no daemon printed after its main ended, the normal
-// child did finish, and the daemon's start() of a child failed as Python's does.
+// child did finish, the daemon's start() of a child failed as Python's does, and each program
+// printed the Python program's lines (transcript.hpp).
+#include "transcript.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/process.hpp>
 
@@ -28,7 +31,9 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace mp = multiproc;
 using namespace std::chrono_literals;
@@ -42,19 +47,14 @@ struct Flags {
   std::atomic<int> timer_finished{0};      // program 3, daemon child: must stay 0
 };
 
-void say(const char* s) {
-  std::printf("%s\n", s);
-  std::fflush(stdout);
-}
+using tutorial::say;
 
 int program1(Flags& f) {
   mp::Process p(
       [](Flags& fl) {
-        std::printf("%s is piaoing\n", "egon");
-        std::fflush(stdout);
+        say("%s is piaoing", "egon");
         std::this_thread::sleep_for(300ms);
-        std::printf("%s is piao end\n", "egon");
-        std::fflush(stdout);
+        say("%s is piao end", "egon");
         fl.daemon_finished = 1;
       },
       std::ref(f));
@@ -82,8 +82,7 @@ int program2(Flags& f) {
       std::ref(f));
   p.daemon(true);
   p.start();
-  std::printf("%s\n", p.daemon() ? "True" : "False");
-  std::fflush(stdout);
+  say("%s", p.daemon() ? "True" : "False");
   std::this_thread::sleep_for(300ms);
   say("这是爸爸");
   return 0;
@@ -114,15 +113,31 @@ bool run(std::function<int()> program) {
 }  // namespace
 
 int main() {
+  tutorial::Transcript::open();
   mp::Arena arena = mp::Arena::create(1 << 16);
   Flags& f = arena.make<Flags>("flags");
+  using tutorial::expect;
+  using tutorial::section;
+  // The printed lines of each program. Program 1's daemon prints "egon is piaoing" only if it
+  // runs before the main code ends (Python's usually does not); program 2's "True" and
+  // "这是儿子" come from two processes, in either order.
+  int mark = section("003-4");
   bool ok = run([&] { return program1(f); });
-  say("--");
+  const auto p1 = tutorial::Transcript::get().since(mark);
+  const bool p1_ok = p1 == std::vector<std::string>{"主......"} || p1 == std::vector<std::string>{"egon is piaoing", "主......"} ||
+                     p1 == std::vector<std::string>{"主......", "egon is piaoing"};
+  if (!p1_ok) tutorial::dump("003-4: printed", p1);
+  ok = p1_ok && ok;
+  mark = section("004-11");
   ok = run([&] { return program2(f); }) && ok;
-  say("--");
+  ok = tutorial::expect_unordered(mark, {"True", "这是儿子", "这是爸爸"}, "004-11") &&
+       tutorial::Transcript::get().since(mark).back() == "这是爸爸" && ok;
+  mark = section("004-12");
   ok = run([&] { return program3(f, false); }) && ok;
-  say("--");
+  ok = expect(mark, {"父进程代码执行结束", "子进程代码结束"}, "004-12") && ok;
+  mark = section("004-13");
   ok = run([&] { return program3(f, true); }) && ok;
+  ok = expect(mark, {"父进程代码执行结束"}, "004-13") && ok;
   ok = ok && f.daemon_finished == 0 && f.grandchild_refused == 1 && f.normal_finished == 1 && f.timer_finished == 0;
   return ok ? 0 : 1;
 }
