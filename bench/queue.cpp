@@ -5,6 +5,12 @@
 //   Vyukov     a bare Vyukov bounded MPMC ring in a memfd, busy-spinning when full or empty: no
 //              blocking, no close, no death handling — the ceiling a ring can reach here
 //   Socket     an AF_UNIX SOCK_SEQPACKET socketpair, one write(2) and one read(2) per message
+//   (1P1C 8 B only, the ceilings:)
+//   PackedCas  Queue's packed layout (16-byte {state, item} slots, four a line) and its one
+//              cmpxchg16b per put and per get, and nothing else: no hints, no blocking, no close —
+//              the ceiling of this design here
+//   PlainSpsc  single-producer single-consumer ring of the same 16-byte slots published by plain
+//              release stores: no locked instruction at all — the ceiling of any ring here
 //   RawFutex   (latency cases) FUTEX_WAIT / FUTEX_WAKE on one word, nothing else
 // Cases
 //   Throughput 1P1C, 8 B and 64 B items, producer pinned to CPU 0 and consumer to CPU 1.
@@ -14,12 +20,19 @@
 //              returns, against the same through a raw futex word.
 //   Round trip: ping-pong through two queues (each side blocks in get) against a raw futex
 //              ping-pong, pinned.
+//   Line round trip: one cache line bounced between the two pinned CPUs by plain stores and
+//              spinning loads (no pause): half of it is the cost of one line transfer, the unit
+//              every ring's per-message cost is made of.
+//   Unpinned 1P1C 8 B, Queue and Boost: for reference (Boost's mutex hand-off depends a lot on
+//              where the scheduler puts the two processes).
 // Every ring has capacity 1024. An iteration is one item got by the measuring consumer (the
 // parent); with two consumers, items_per_second counts both.
 //
-//   ./build/bench/bench-queue --benchmark_min_time=0.5
-// A ratio table against the peers of this same run is printed at the end. The machine may be
-// shared (2 vCPUs, other people compiling): compare ratios within one run, not absolute numbers.
+//   ./build/bench/bench-queue --benchmark_min_time=0.2 --benchmark_repetitions=5
+//       --benchmark_enable_random_interleaving=true        (one command line)
+// A ratio table against the peers of this same run is printed at the end (from the medians when
+// repeated). The machine may be shared (2 vCPUs, other people compiling): compare ratios within
+// one run, and interleave repetitions so that a burst of foreign load hits every peer alike.
 #include <multiproc/arena.hpp>
 #include <multiproc/futex.hpp>
 #include <multiproc/park.hpp>
@@ -200,6 +213,86 @@ struct VyukovRing {
   }
 };
 
+/// Bare packed ring: what Queue<T> (packed) does per message, without anything around it.
+template <class T>
+struct PackedCasRing {
+  static constexpr const char* name = "PackedCas";
+  static_assert(sizeof(T) == 8);
+  struct Shared {
+    alignas(64) std::atomic<std::uint64_t> tail;
+    alignas(64) std::atomic<std::uint64_t> head;
+    alignas(64) mp::detail::PackedSlot slots[kCapacity];
+  };
+  Shared* s = new (shared_bytes(sizeof(Shared))) Shared{};  // all zero: every slot empty, lap 0
+  ~PackedCasRing() { munmap(s, sizeof(Shared)); }
+  static std::uint64_t lap(std::uint64_t t) { return t / kCapacity; }
+  void put(const T& v) {
+    std::uint64_t w;
+    std::memcpy(&w, &v, 8);
+    for (;;) {
+      const std::uint64_t t = s->tail.load(std::memory_order_relaxed);
+      std::uint64_t st = lap(t) * 2, it = 0;  // state: lap * 2 + full
+      mp::detail::PackedSlot& slot = s->slots[t % kCapacity];
+      if (mp::detail::cas16(slot, st, it, lap(t) * 2 + 1, w)) {
+        s->tail.store(t + 1, std::memory_order_relaxed);
+        return;
+      }
+      // Full: wait with loads (CAS retries would take the line from the consumer each time).
+      while (slot.state.load(std::memory_order_relaxed) == st) mp::cpu_relax();
+    }
+  }
+  void get(T& v) {
+    for (;;) {
+      const std::uint64_t h = s->head.load(std::memory_order_relaxed);
+      mp::detail::PackedSlot& slot = s->slots[h % kCapacity];
+      std::uint64_t st = slot.state.load(std::memory_order_relaxed);
+      if (st == lap(h) * 2 + 1) {
+        std::uint64_t it = slot.item.load(std::memory_order_relaxed);
+        if (mp::detail::cas16(slot, st, it, (lap(h) + 1) * 2, 0)) {
+          s->head.store(h + 1, std::memory_order_relaxed);
+          std::memcpy(&v, &it, 8);
+          return;
+        }
+      }
+      mp::cpu_relax();
+    }
+  }
+};
+
+/// Lamport-style SPSC ring of the same 16-byte slots: plain release stores, no locked instruction.
+template <class T>
+struct PlainSpscRing {
+  static constexpr const char* name = "PlainSpsc";
+  static_assert(sizeof(T) == 8);
+  struct Slot {
+    alignas(16) std::atomic<std::uint64_t> seq;  // t: free for ticket t; t + 1: holds ticket t
+    std::uint64_t item;
+  };
+  struct Shared {
+    alignas(64) Slot slots[kCapacity];
+  };
+  Shared* s = new (shared_bytes(sizeof(Shared))) Shared{};
+  std::uint64_t tail = 0, head = 0;  // each side's own (the parent's copy is the consumer's)
+  PlainSpscRing() {
+    for (std::uint64_t i = 0; i < kCapacity; ++i) s->slots[i].seq.store(i, std::memory_order_relaxed);
+  }
+  ~PlainSpscRing() { munmap(s, sizeof(Shared)); }
+  void put(const T& v) {
+    Slot& slot = s->slots[tail % kCapacity];
+    while (slot.seq.load(std::memory_order_acquire) != tail) mp::cpu_relax();
+    std::memcpy(&slot.item, &v, 8);
+    slot.seq.store(tail + 1, std::memory_order_release);
+    ++tail;
+  }
+  void get(T& v) {
+    Slot& slot = s->slots[head % kCapacity];
+    while (slot.seq.load(std::memory_order_acquire) != head + 1) mp::cpu_relax();
+    std::memcpy(&v, &slot.item, 8);
+    slot.seq.store(head + kCapacity, std::memory_order_release);
+    ++head;
+  }
+};
+
 template <class T>
 struct SocketQueue {
   static constexpr const char* name = "Socket";
@@ -265,6 +358,42 @@ THROUGHPUT(MpQueue)
 THROUGHPUT(VyukovRing)
 THROUGHPUT(BoostQueue)
 THROUGHPUT(SocketQueue)
+BENCHMARK_TEMPLATE(BM_Throughput, PackedCasRing, 8)->Name("BM_1P1C_8B/PackedCasRing")->Args({1, 1})->UseRealTime();
+BENCHMARK_TEMPLATE(BM_Throughput, PlainSpscRing, 8)->Name("BM_1P1C_8B/PlainSpscRing")->Args({1, 1})->UseRealTime();
+BENCHMARK_TEMPLATE(BM_Throughput, MpQueue, 8)->Name("BM_1P1C_8B_unpinned/MpQueue")->Args({1, 0})->UseRealTime();
+BENCHMARK_TEMPLATE(BM_Throughput, BoostQueue, 8)->Name("BM_1P1C_8B_unpinned/BoostQueue")->Args({1, 0})->UseRealTime();
+
+// ---- one cache line, bounced ----------------------------------------------------------------------
+
+// Round trip of one line between CPUs 0 and 1: each side spins (plain loads, no pause, so no
+// pause latency is added) until the word is its turn, then stores the next turn.
+void BM_LineRoundTrip(benchmark::State& state) {
+  struct alignas(64) Line {
+    std::atomic<std::uint64_t> turn{0};
+  };
+  auto* line = new (shared_bytes(sizeof(Line))) Line();
+  const auto n = static_cast<std::uint64_t>(state.max_iterations);
+  const pid_t kid = fork_child([&] {
+    pin(1);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      while (line->turn.load(std::memory_order_acquire) != 2 * i + 1) {
+      }
+      line->turn.store(2 * i + 2, std::memory_order_release);
+    }
+  });
+  pin(0);
+  std::uint64_t i = 0;
+  for (auto _ : state) {
+    line->turn.store(2 * i + 1, std::memory_order_release);
+    while (line->turn.load(std::memory_order_acquire) != 2 * i + 2) {
+    }
+    ++i;
+  }
+  unpin();
+  waitpid(kid, nullptr, 0);
+  munmap(line, sizeof(Line));
+}
+BENCHMARK(BM_LineRoundTrip)->UseRealTime();
 
 // ---- parked wake-up latency -----------------------------------------------------------------------
 
@@ -429,14 +558,20 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void Finalize() override {
     ConsoleReporter::Finalize();
     std::printf("\nRatios in this run (target in brackets):\n");
-    for (const char* c : {"BM_1P1C_8B", "BM_1P1C_64B", "BM_2P2C_8B"}) {
+    for (const char* c : {"BM_1P1C_8B/", "BM_1P1C_64B", "BM_2P2C_8B", "BM_1P1C_8B_unpinned"}) {
       const std::string base = c;
-      const double q = find(items_, base + "/MpQueue");
-      const bool p1 = base.find("1P1C_8B") != std::string::npos, p2 = base.find("2P2C") != std::string::npos;
+      const bool p1 = base == "BM_1P1C_8B/", p2 = base.find("2P2C") != std::string::npos;
+      const std::string sep = base.back() == '/' ? "" : "/";
+      const double q = find(items_, base + sep + "MpQueue");
       print(base + ": Queue / Boost message_queue" + (p1 ? " [>= 20]" : p2 ? " [>= 5]" : ""),
-            q / find(items_, base + "/BoostQueue"));
-      print(base + ": Queue / bare Vyukov ring" + (p1 ? " [>= 0.7]" : ""), q / find(items_, base + "/VyukovRing"));
-      print(base + ": Queue / socketpair, a write per message", q / find(items_, base + "/SocketQueue"));
+            q / find(items_, base + sep + "BoostQueue"));
+      print(base + ": Queue / bare Vyukov ring" + (p1 ? " [>= 0.7]" : ""), q / find(items_, base + sep + "VyukovRing"));
+      print(base + ": Queue / socketpair, a write per message", q / find(items_, base + sep + "SocketQueue"));
+      if (p1) {
+        print(base + ": Queue / bare packed-CAS ring (this design's ceiling)", q / find(items_, base + "PackedCasRing"));
+        print(base + ": bare packed-CAS ring / Boost message_queue", find(items_, base + "PackedCasRing") / find(items_, base + "BoostQueue"));
+        print(base + ": plain-store SPSC ring / Boost (no locked instruction)", find(items_, base + "PlainSpscRing") / find(items_, base + "BoostQueue"));
+      }
     }
     print("parked wake-up: Queue / raw futex, time [<= 1.3]",
           find(time_, "BM_ParkedWakeup_Queue") / find(time_, "BM_ParkedWakeup_RawFutex"));
@@ -446,6 +581,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
           find(time_, "BM_ParkedWakeup_Socket") / find(time_, "BM_ParkedWakeup_RawFutex"));
     print("round trip: Queue / raw futex ping-pong, time",
           find(time_, "BM_RoundTrip_Queue") / find(time_, "BM_RoundTrip_RawFutex"));
+    // The ceiling: a 1P1C message costs the consumer's interval; in units of one line transfer.
+    if (const double rt = find(time_, "BM_LineRoundTrip"); rt > 0) {
+      std::printf("  one cache-line transfer (half the line round trip): %.1f ns\n", rt / 2);
+      for (const char* peer : {"MpQueue", "PackedCasRing", "PlainSpscRing", "VyukovRing", "BoostQueue"})
+        if (const double r = find(items_, std::string("BM_1P1C_8B/") + peer); r > 0)
+          std::printf("  1P1C 8 B %-14s %7.1f ns a message = %5.2f line transfers\n", peer, 1e9 / r, 1e9 / r / (rt / 2));
+    }
   }
 
  private:

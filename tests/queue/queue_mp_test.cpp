@@ -488,6 +488,55 @@ TEST(Close, WakesEverySleeperInOtherProcesses) {
   EXPECT_THROW(full.get(), mp::Closed);
 }
 
+/// Producers put until Closed while consumers get until Closed, and the queue is closed in the
+/// middle of it all: every put that returned was got exactly once (an item published after a
+/// get had thrown Closed would be got by nobody, and counted missing here).
+template <class Q>
+void close_race(int rounds) {
+  for (int round = 0; round < rounds; ++round) {
+    auto arena = mp::Arena::create(1 << 20);
+    auto& q = arena.make<Q>("q", 1 + static_cast<std::size_t>(round % 4));
+    mptest::SharedMemory mem(4096);
+    auto* put = mem.make<std::atomic<std::uint64_t>>(0);
+    auto* got = mem.make<std::atomic<std::uint64_t>>(0);
+    std::vector<pid_t> pids;
+    for (int i = 0; i < 2; ++i) {
+      pids.push_back(mptest::spawn([&] {
+        try {
+          for (;;) {
+            q.put(typename Q::value_type{});
+            put->fetch_add(1);
+          }
+        } catch (const mp::Closed&) {
+          return 0;
+        }
+      }));
+      pids.push_back(mptest::spawn([&] {
+        try {
+          for (;;) {
+            (void)q.get();
+            got->fetch_add(1);
+          }
+        } catch (const mp::Closed&) {
+          return q.try_get().has_value() ? 1 : 0;  // closed and drained stays drained
+        }
+      }));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200 + 300 * (round % 5)));
+    q.close();
+    for (pid_t p : pids) EXPECT_EQ(mptest::wait_exit(p, 20s), 0);
+    EXPECT_EQ(put->load(), got->load()) << "round " << round;
+    EXPECT_THROW(q.put(typename Q::value_type{}), mp::Closed);
+    EXPECT_EQ(q.size(), 0u);
+    if (::testing::Test::HasFailure()) break;
+  }
+}
+
+TEST(Close, RacingPutsAndGetsLoseNothing) {
+  close_race<mp::Queue<std::uint64_t>>(20);  // packed: a get seals the drained slot
+  close_race<mp::Queue<Stamp>>(20);          // claimed: a put checks closed after its claim
+}
+
 TEST(Park, BlockedGetIsWokenByAPutFromAnotherProcess) {
   auto arena = mp::Arena::create(1 << 20);
   auto& q = arena.make<mp::Queue<int>>("q", 2);
