@@ -59,10 +59,10 @@
 //   synchronous send on either backend (nothing is left in flight, io_uring included): once a
 //   flush point returns, what it sent is in the kernel's socket buffer.
 //   What is lost: messages still buffered when the process dies without a normal exit — SIGKILL,
-//   a crash, _exit() (mptest::spawn's children, a fork()ed child that never calls exit), abort —
-//   and, after a fork(), the child's copy of the parent's buffer (dropped at the child's first
-//   send or flush point: the parent still sends those bytes itself). Flush before any of these
-//   if the messages matter.
+//   a crash, abort, _exit() or quick_exit() (mptest::spawn's children, a fork()ed child that
+//   never calls exit) — and, after a fork(), the child's copy of the parent's buffer (dropped at
+//   the child's first send or flush point: the parent still sends those bytes itself, so they
+//   may reach the peer after what the child sends). Flush before any of these if it matters.
 //   Errors: a flush point that may throw reports a gone peer as Closed (Error(errc::closed));
 //   the buffered messages are then dropped (the count is in the message) and the connection
 //   stays open for receiving what the peer sent before it left. A send_bytes that fills the
