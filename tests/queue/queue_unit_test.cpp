@@ -174,6 +174,24 @@ TEST(Queue, CloseSemantics) {
   }
 }
 
+TEST(Queue, APutThatMissedTheCloseCannotLandAfterDrained) {
+  // Packed slots: the get that finds the closed queue drained seals the slot, so a put that had
+  // loaded `closed` before close() (simulated by clearing the flag) fails on the seal.
+  auto arena = make_arena();
+  auto& q = arena.make<mp::Queue<long>>("q", 4);
+  if (!mp::Queue<long>::packed) GTEST_SKIP() << "no packed slots on this target";
+  q.put(1);
+  q.close();
+  EXPECT_EQ(q.get(), 1);
+  EXPECT_THROW(q.get(), mp::Closed);  // drained: this get sealed the next slot
+  q.ring().test_unsee_close();
+  EXPECT_THROW(q.put(2), mp::Closed);  // the seal stops it
+  EXPECT_THROW(q.try_put(2), mp::Closed);
+  EXPECT_FALSE(q.try_get().has_value());
+  EXPECT_EQ(q.size(), 0u);
+  EXPECT_THROW(q.get(), mp::Closed);
+}
+
 TEST(Queue, CloseWakesBlockedThreads) {
   auto arena = make_arena();
   auto& empty = arena.make<mp::Queue<int>>("empty", 2);

@@ -373,6 +373,9 @@ class alignas(kCacheLine) Ring {
     head_.store(head);
     closed_.store(closed ? 1 : 0);
   }
+  /// Clears `closed` as seen by a put that loaded it just before close(): such a put must
+  /// still not land after a get declared the queue drained.
+  void test_unsee_close() noexcept { closed_.store(0); }
   /// The slot array (all capacity * stride bytes).
   std::span<std::byte> test_slots() noexcept { return {slots(), std::size_t{capacity_} * stride_}; }
 
