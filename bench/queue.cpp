@@ -70,11 +70,17 @@ struct Item {
   std::uint64_t words[N / 8];
 };
 
+// A 1P1C case that silently ran unpinned (or both sides on one CPU) would not be the case it
+// names: fail loudly instead.
 void pin(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);
-  CPU_SET(cpu % static_cast<int>(std::thread::hardware_concurrency()), &set);
-  sched_setaffinity(0, sizeof set, &set);
+  const int c = cpu % static_cast<int>(std::thread::hardware_concurrency());
+  CPU_SET(c, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0 || sched_getcpu() != c) {
+    std::perror("bench-queue: pinning to a CPU failed");
+    std::abort();
+  }
 }
 void unpin() {
   cpu_set_t set;
