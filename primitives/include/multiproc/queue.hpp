@@ -140,19 +140,20 @@
 // Benchmarks (bench-queue: real processes, 1P1C pinned to two CPUs, 8-byte items, capacity
 //   1024; a 2-vCPU KVM guest shared with other engineers, so: ratios within one run, runs started
 //   only when the machine was idle, figures from the runs whose cache-line round trip was quiet)
-//   * 1P1C 8 B: Queue 55-78 M msgs/s = 9.2-12.8x Boost message_queue (6.1 M/s pinned; 8.2-12 M/s
-//     at best unpinned, which is the 8.3 M), 1.06-1.68x a bare Vyukov ring, 0.95-1.07x a
-//     bare ring of the same packed layout doing nothing but its two cmpxchg16b (the ceiling of
-//     this design), ~1.5x the claimed-slot ring this replaced (46-49 M/s). Padded 16-byte slots
-//     (one a line) measured ~0.85x of packed ones.
+//   * 1P1C 8 B: Queue 54-78 M msgs/s = 8.7-12.8x Boost message_queue (5.9-6.5 M/s pinned;
+//     8.2-12 M/s at best unpinned, where the 8.3 M comes from), 1.0-1.7x a bare Vyukov
+//     ring, 0.95-1.33x a bare ring of the same packed layout doing nothing but its two
+//     cmpxchg16b (the ceiling of this design; that bare ring is bimodal, once 3.5 M/s),
+//     ~1.5x the claimed-slot ring this replaced (46-49 M/s). Padded 16-byte slots (one a line)
+//     measured ~0.85x of packed ones.
 //   * 1P1C 64 B (claimed slots): 2.2-2.4x Boost, 0.80-0.85x Vyukov. 2P2C 8 B unpinned (four
-//     processes on two CPUs): 6.2-9.1x Boost (its mutex serialises; ours scales), 0.5-0.9x a
-//     busy-spinning Vyukov ring. Parked hand-off: 0.97-1.45x (median 1.05x) a raw futex
+//     processes on two CPUs): 6.2-12.9x Boost (its mutex serialises; ours scales), 0.5-1.3x a
+//     busy-spinning Vyukov ring. Parked hand-off: 0.97-1.45x (median 1.07x) a raw futex
 //     wake-up (~55 µs when the guest is idle: waking a halted vCPU dominates).
 //   * Why not 20x Boost (>= 122 M/s, 8 ns a message) here: a line transfer between the two
 //     CPUs is 62-81 ns (half the measured line round trip), and the per-message bound is the
 //     locked instruction, not the transfer: a bare plain-store SPSC ring of the same 16-byte
-//     slots moves 180-290 M/s (48-51x Boost), while the same ring with one cmpxchg16b per side
+//     slots moves 180-310 M/s (48-51x Boost), while the same ring with one cmpxchg16b per side
 //     (PackedCas) stays at 52-88 M/s, and Vyukov's (one lock cmpxchg per side on its cursor) at
 //     42-65. A locked RMW drains the store buffer and holds the line exclusively, so two of
 //     them per message (one per side) serialise on the slot's line; any MPMC ring that claims
