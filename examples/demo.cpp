@@ -43,7 +43,9 @@ double queue_msgs_per_s(mp::Arena& arena, long n) {
 
 // 8-byte messages echoed by a child: microseconds per round trip.
 double pipe_round_trip_us(long n) {
-  auto [a, b] = mp::Pipe();
+  auto ends = mp::Pipe();
+  mp::Connection& a = ends.first;
+  mp::Connection& b = ends.second;
   mp::Process echo([&b, n] {
     for (long i = 0; i < n; ++i) b.send_bytes(b.recv_bytes());
   });

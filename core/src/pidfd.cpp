@@ -1,5 +1,7 @@
 #include <multiproc/pidfd.hpp>
 
+#include <multiproc/fd.hpp>
+
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -25,24 +27,7 @@ int pidfd_send_signal(int pidfd, int sig) noexcept {
 }
 
 bool pidfd_wait(int pidfd, const Deadline& deadline) noexcept {
-  for (;;) {
-    pollfd p{pidfd, POLLIN, 0};
-    timespec rel{};
-    const timespec* tp = nullptr;
-    if (!deadline.infinite()) {
-      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.remaining()).count();
-      rel.tv_sec = static_cast<time_t>(left / 1'000'000'000);
-      rel.tv_nsec = static_cast<long>(left % 1'000'000'000);
-      tp = &rel;
-    }
-    const int rc = ::ppoll(&p, 1, tp, nullptr);
-    if (rc > 0) return true;
-    if (rc == 0) {
-      if (deadline.expired()) return false;
-      continue;  // woke a little early: recompute the remainder
-    }
-    if (errno != EINTR) return false;
-  }
+  return poll_one(pidfd, POLLIN, deadline) > 0;  // a pidfd becomes readable when the process ends
 }
 
 ReapResult pidfd_reap(int pidfd, int& code, bool block) noexcept {

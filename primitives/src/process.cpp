@@ -263,7 +263,7 @@ class Supervisor {
   void loop();
   void spawn(SpawnRequest& req);
 
-  Supervisor* previous_;  // the parent's, left behind by fork (kept reachable, never used)
+  [[maybe_unused]] Supervisor* previous_;  // the parent's, left behind by fork (kept reachable, never used)
   std::mutex m_;
   std::condition_variable cv_;
   std::deque<SpawnRequest*> requests_;

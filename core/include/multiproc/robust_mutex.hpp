@@ -208,8 +208,8 @@ class RobustMutex {
   // ---- the 40 bytes of a robust pthread_mutex_t (glibc x86-64), or one, in fallback mode
   std::atomic<std::uint32_t> word_{0};      //  0: owner TID | FUTEX_WAITERS | FUTEX_OWNER_DIED
   std::atomic<std::uint32_t> inconsistent_{0};  //  4: 1 between owner_dead and make_consistent
-  std::uint64_t reserved0_ = 0;             //  8
-  std::uint64_t reserved1_ = 0;             // 16
+  [[maybe_unused]] std::uint64_t reserved0_ = 0;           //  8
+  [[maybe_unused]] std::uint64_t reserved1_ = 0;           // 16
   void* prev_ = nullptr;                    // 24: robust list links, owner-private
   void* next_ = nullptr;                    // 32: the node the kernel walks (word at node - 32)
   // ----

@@ -268,7 +268,7 @@ class RLock {
   // handed it the lock of a dead owner is not a formal data race; every access is relaxed,
   // because only the current holder touches it and lock/unlock order the hand-over.
   std::atomic<std::uint32_t> depth_{0};
-  std::uint32_t reserved_ = 0;
+  [[maybe_unused]] std::uint32_t reserved_ = 0;
 };
 
 static_assert(timed_lockable<RLock>, "RLock meets TimedLockable too");
