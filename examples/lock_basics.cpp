@@ -19,6 +19,7 @@
 // and for every purchase to have been printed. 001's code blocks were lost in the stored text:
 // 001-h follows the prose ("一旦一个进程拿到了锁,后续的任何其它进程的其它请求都会被阻塞直到锁被释放").
 // Exits 0 only if every section printed the Python program's lines.
+#include "ticket_db.hpp"
 #include "transcript.hpp"
 
 #include <multiproc/arena.hpp>
@@ -45,6 +46,8 @@ using tutorial::say;
 using tutorial::section;
 using tutorial::str;
 using namespace std::chrono_literals;
+using tutorial::dump_count;
+using tutorial::load_count;
 
 namespace {
 
@@ -78,21 +81,6 @@ bool unlocked_printing() {
   return expect_unordered(mark, want, "000-2") && ok;
 }
 
-int load_count(const std::string& db) {
-  int count = -1;
-  if (FILE* f = std::fopen(db.c_str(), "r")) {
-    if (std::fscanf(f, " {\"count\" : %d }", &count) != 1) count = -1;
-    std::fclose(f);
-  }
-  return count;
-}
-
-void dump_count(const std::string& db, int count) {
-  if (FILE* f = std::fopen(db.c_str(), "w")) {
-    std::fprintf(f, "{\"count\": %d}", count);
-    std::fclose(f);
-  }
-}
 
 bool tickets_without_lock(std::atomic<int>& sold) {
   const int mark = section("000-4 文件当数据库,模拟抢票 (不加锁)");

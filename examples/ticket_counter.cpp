@@ -22,6 +22,7 @@
 // one "购票成功". Here: 10 clients, 10 ms / 20 ms delays, and db.txt in a temporary directory.
 // Exits 0 only if exactly one purchase happened (and was printed: transcript.hpp) and the file
 // ends at {"count": 0}.
+#include "ticket_db.hpp"
 #include "transcript.hpp"
 
 #include <multiproc/arena.hpp>
@@ -42,24 +43,10 @@
 namespace mp = multiproc;
 using tutorial::say;
 using namespace std::chrono_literals;
+using tutorial::dump_count;
+using tutorial::load_count;
 
 namespace {
-
-int load_count(const std::string& db) {
-  int count = -1;
-  if (FILE* f = std::fopen(db.c_str(), "r")) {
-    if (std::fscanf(f, " {\"count\" : %d }", &count) != 1) count = -1;
-    std::fclose(f);
-  }
-  return count;
-}
-
-void dump_count(const std::string& db, int count) {
-  if (FILE* f = std::fopen(db.c_str(), "w")) {
-    std::fprintf(f, "{\"count\": %d}", count);
-    std::fclose(f);
-  }
-}
 
 void search(const std::string& db) {
   say("\033[43m剩余票数%d\033[0m", load_count(db));
