@@ -204,6 +204,29 @@ bool Ring::await(bool producer, std::size_t stride, std::uint64_t at, bool block
   return !deadline.expired() || changed();
 }
 
+std::optional<Ring::Result> Ring::producer_full(std::size_t stride, bool claimable, std::uint64_t at, bool blocked,
+                                                std::uint64_t seen, const Deadline* deadline, StuckWatch& watch,
+                                                bool& first_wait, const char* op) {
+  const bool joinable = flags_ & kJoinable;
+  if (!blocked) advance_hint(tail_, at);  // keep the progress of a long scan
+  if (deadline == nullptr) {
+    if (blocked && claimable) check_stuck(stride, at, seen, thread_watch());
+    if (joinable) unfinished_sub();
+    return Result::would_block;
+  }
+  const bool again = await(true, stride, at, blocked, seen, *deadline, watch, first_wait);
+  first_wait = false;
+  if (closed_.load(std::memory_order_seq_cst)) {
+    if (joinable) unfinished_sub();
+    throw_closed(op);
+  }
+  if (!again) {
+    if (joinable) unfinished_sub();
+    return Result::timed_out;
+  }
+  return std::nullopt;
+}
+
 Ring::Result Ring::produce_packed_slow(std::uint64_t item, const Deadline* deadline, const char* op) {
   // Relaxed: a put that starts after close() returned (happens-after its store) sees it; a
   // racing one is stopped by the seal (see "close/drain" at the top).
@@ -253,21 +276,9 @@ Ring::Result Ring::produce_packed_slow(std::uint64_t item, const Deadline* deadl
         if (before(at, h)) at = h;
       }
     }
-    if (!blocked) advance_hint(tail_, at);
-    if (deadline == nullptr) {
-      if (joinable) unfinished_sub();
-      return Result::would_block;
-    }
-    const bool again = await(true, kPackedStride, at, blocked, seen, *deadline, local, first_wait);
-    first_wait = false;
-    if (closed_.load(std::memory_order_seq_cst)) {
-      if (joinable) unfinished_sub();
-      throw_closed(op);
-    }
-    if (!again) {
-      if (joinable) unfinished_sub();
-      return Result::timed_out;
-    }
+    if (const std::optional<Result> r =
+            producer_full(kPackedStride, false, at, blocked, seen, deadline, local, first_wait, op))
+      return *r;
     at = tail_.load(std::memory_order_relaxed);
   }
 }

@@ -412,6 +412,12 @@ class alignas(kCacheLine) Ring {
   // `blocked`: the scan stopped at slot `at` in state `seen`; false: its budget ran out.
   bool await(bool producer, std::size_t stride, std::uint64_t at, bool blocked, std::uint64_t seen,
              const Deadline& deadline, StuckWatch& watch, bool first);
+  // A producer's scan found the ring full. Returns what the put returns (would_block without a
+  // deadline, timed_out at it), or nullopt to scan again; throws Closed. `claimable`: slots can
+  // be held by a claimant (not packed), so a stuck one is checked.
+  std::optional<Result> producer_full(std::size_t stride, bool claimable, std::uint64_t at, bool blocked,
+                                      std::uint64_t seen, const Deadline* deadline, StuckWatch& watch,
+                                      bool& first_wait, const char* op);
   bool check_stuck(std::size_t stride, std::uint64_t at, std::uint64_t seen, StuckWatch& watch);
   bool try_recover(std::size_t stride, std::uint64_t at, std::uint64_t seen);
   void abandon(std::size_t stride, std::uint64_t at, std::uint64_t claimed) noexcept;
@@ -506,22 +512,8 @@ Ring::Result Ring::produce(std::size_t stride_rt, const Deadline* deadline, Fill
       }
     }
     // Full (or behind a claimed slot, or the scan budget ran out on a corrupt ring).
-    if (!blocked) advance_hint(tail_, at);  // keep the progress of a long scan
-    if (deadline == nullptr) {
-      if (blocked) check_stuck(stride, at, seen, thread_watch());
-      if (joinable) unfinished_sub();
-      return Result::would_block;
-    }
-    const bool again = await(true, stride, at, blocked, seen, *deadline, local, first_wait);
-    first_wait = false;
-    if (closed_.load(std::memory_order_seq_cst)) {
-      if (joinable) unfinished_sub();
-      throw_closed(op);
-    }
-    if (!again) {
-      if (joinable) unfinished_sub();
-      return Result::timed_out;
-    }
+    if (const std::optional<Result> r = producer_full(stride, true, at, blocked, seen, deadline, local, first_wait, op))
+      return *r;
     at = tail_.load(std::memory_order_relaxed);
   }
 }
