@@ -263,18 +263,7 @@ Ring::Result Ring::produce_packed_slow(std::uint64_t item, const Deadline* deadl
         if (joinable) unfinished_sub();
         throw_closed(op);
       }
-      const std::int64_t d = phase_diff(s, std::uint64_t{lap} * 4);
-      if (d < 0 || --budget == 0) {
-        blocked = d < 0;
-        seen = s;
-        break;
-      }
-      // Ahead (full, or empty of a later lap): this ticket is taken.
-      at = skip(at, kind_of(s) == kEmpty ? static_cast<std::uint32_t>(s >> 32) - 1 : static_cast<std::uint32_t>(s >> 32));
-      if ((budget & 15) == 0) {
-        const std::uint64_t h = tail_.load(std::memory_order_relaxed);
-        if (before(at, h)) at = h;
-      }
+      if (!producer_step(at, s, lap, budget, blocked, seen)) break;
     }
     if (const std::optional<Result> r =
             producer_full(kPackedStride, false, at, blocked, seen, deadline, local, first_wait, op))

@@ -406,6 +406,27 @@ class alignas(kCacheLine) Ring {
   std::uint64_t skip(std::uint64_t at, std::uint32_t done_lap) const noexcept {
     return lap_diff(done_lap, lap_of(at)) > 0 ? next(ticket(done_lap, index_of(at))) : next(at);
   }
+  /// One step of a producer's scan past ticket `at` of lap `lap`, whose slot was not this lap's
+  /// empty one but in state `s`. False: stop here (`blocked` when the slot is behind — full or
+  /// claimed from an earlier lap — else the budget ran out; `seen` = s). True: `at` is the next
+  /// ticket to try.
+  [[gnu::always_inline]] bool producer_step(std::uint64_t& at, std::uint64_t s, std::uint32_t lap, std::size_t& budget,
+                                            bool& blocked, std::uint64_t& seen) const noexcept {
+    const std::int64_t d = phase_diff(s, std::uint64_t{lap} * 4);
+    if (d < 0 || --budget == 0) {
+      blocked = d < 0;
+      seen = s;
+      return false;
+    }
+    // Ahead: this ticket is taken. The latest lap known claimed here: an empty slot's previous
+    // lap, else its own.
+    at = skip(at, kind_of(s) == kEmpty ? static_cast<std::uint32_t>(s >> 32) - 1 : static_cast<std::uint32_t>(s >> 32));
+    if ((budget & 15) == 0) {
+      const std::uint64_t h = tail_.load(std::memory_order_relaxed);  // a hint; see advance_hint
+      if (before(at, h)) at = h;
+    }
+    return true;
+  }
   std::size_t scan_budget() const noexcept { return 2 * static_cast<std::size_t>(capacity_) + 64; }
 
   // queue.cpp: slow paths
@@ -497,19 +518,7 @@ Ring::Result Ring::produce(std::size_t stride_rt, const Deadline* deadline, Fill
         not_empty_.notify_one();
         return Result::done;
       }
-      const std::int64_t d = phase_diff(s, std::uint64_t{lap} * 4);
-      if (d < 0 || --budget == 0) {
-        blocked = d < 0;
-        seen = s;
-        break;
-      }
-      // Ahead: this ticket is taken. The latest lap known claimed here: an empty slot's
-      // previous lap, else its own.
-      at = skip(at, kind_of(s) == kEmpty ? static_cast<std::uint32_t>(s >> 32) - 1 : static_cast<std::uint32_t>(s >> 32));
-      if ((budget & 15) == 0) {
-        const std::uint64_t h = tail_.load(std::memory_order_relaxed);
-        if (before(at, h)) at = h;
-      }
+      if (!producer_step(at, s, lap, budget, blocked, seen)) break;
     }
     // Full (or behind a claimed slot, or the scan budget ran out on a corrupt ring).
     if (const std::optional<Result> r = producer_full(stride, true, at, blocked, seen, deadline, local, first_wait, op))
