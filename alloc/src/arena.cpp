@@ -4,21 +4,15 @@
 
 #include <multiproc/arena.hpp>
 #include <multiproc/error.hpp>
+#include <multiproc/fd.hpp>
+#include <multiproc/memfd.hpp>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
 #include <string>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <utility>
-
-#ifndef F_SEAL_FUTURE_WRITE
-#define F_SEAL_FUTURE_WRITE 0x0010
-#endif
 
 namespace multiproc {
 
@@ -26,30 +20,10 @@ using namespace detail::layout;
 
 namespace {
 
-constexpr int kSeals = F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL;
-
-/// Closes an fd and unmaps a mapping unless released.
-struct Owned {
-  int fd = -1;
-  void* map = MAP_FAILED;
-  std::size_t bytes = 0;
-  ~Owned() {
-    if (map != MAP_FAILED) ::munmap(map, bytes);
-    if (fd >= 0) ::close(fd);
-  }
-};
+constexpr int kSeals = memfd_seal::grow | memfd_seal::shrink | memfd_seal::seal;
 
 [[noreturn]] void not_an_arena(int fd, const std::string& why) {
   throw Error(errc::bad_arena, "Arena::from_fd: fd " + std::to_string(fd) + " is not a multiproc arena (" + why + ")");
-}
-
-const char* kind_of(mode_t m) {
-  if (S_ISFIFO(m)) return "a pipe";
-  if (S_ISSOCK(m)) return "a socket";
-  if (S_ISCHR(m)) return "a character device";
-  if (S_ISBLK(m)) return "a block device";
-  if (S_ISDIR(m)) return "a directory";
-  return "not a regular file";
 }
 
 std::string hex(std::uint64_t v) {
@@ -67,55 +41,35 @@ Arena Arena::create(std::size_t bytes, std::string_view label) {
   const std::uint64_t heap = std::max<std::uint64_t>((bytes + kPage - 1) / kPage * kPage, kPage);
   const std::uint64_t total = kHeaderBytes + heap;
   const std::string name(label.substr(0, 200));  // memfd names are at most 249 bytes
-  Owned o;
-  o.fd = ::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (o.fd < 0) detail::throw_errno(errno, "Arena::create: memfd_create(\"" + name + "\")");
-  if (::ftruncate(o.fd, static_cast<off_t>(total)) != 0)
-    detail::throw_errno(errno, "Arena::create: sizing the memfd to " + std::to_string(total) + " bytes");
-  if (::fcntl(o.fd, F_ADD_SEALS, kSeals) != 0) detail::throw_errno(errno, "Arena::create: sealing the memfd");
-  o.map = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, o.fd, 0);
-  if (o.map == MAP_FAILED) detail::throw_errno(errno, "Arena::create: mapping " + std::to_string(total) + " bytes");
-  o.bytes = total;
-  detail::Heap::format(static_cast<std::byte*>(o.map), total);
-  Arena a(std::exchange(o.fd, -1), static_cast<std::byte*>(std::exchange(o.map, MAP_FAILED)), total, heap);
+  UniqueFd memfd = create_sealed_memfd(name, total, kSeals, "Arena::create");
+  SharedMapping map = SharedMapping::map(memfd.get(), total, "Arena::create");
+  detail::Heap::format(map.data(), total);
+  Arena a(memfd.release(), map.release(), total, heap);
   return a;
 }
 
 Arena Arena::from_fd(int fd) {
-  if (fd < 0 || ::fcntl(fd, F_GETFD) == -1) not_an_arena(fd, "not an open file descriptor");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) not_an_arena(fd, std::string("fstat failed: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) not_an_arena(fd, std::string("not a memfd but ") + kind_of(st.st_mode));
-  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (const std::string why = why_not_memfd(fd); !why.empty()) not_an_arena(fd, why);
+  const int seals = memfd_seals(fd);
   if (seals < 0) not_an_arena(fd, "not a memfd: the file cannot carry seals");
-  {
-    char path[64], target[256];
-    std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    const ssize_t n = ::readlink(path, target, sizeof target - 1);
-    if (n > 0) {  // without /proc, the seal checks below still stand
-      target[n] = '\0';
-      if (std::strncmp(target, "/memfd:", 7) != 0) not_an_arena(fd, std::string("not a memfd but ") + target);
-    }
-  }
   if ((seals & kSeals) != kSeals)
     not_an_arena(fd, "the memfd is not sealed against growing, shrinking and resealing (seals " + hex(seals) + ")");
-  if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) not_an_arena(fd, "the memfd is sealed against writing");
+  if (seals & (memfd_seal::write | memfd_seal::future_write)) not_an_arena(fd, "the memfd is sealed against writing");
   // Size again, now that it can no longer change.
-  if (::fstat(fd, &st) != 0) not_an_arena(fd, std::string("fstat failed: ") + std::strerror(errno));
-  const auto size = static_cast<std::uint64_t>(st.st_size);
+  const std::int64_t file_bytes = file_size(fd);
+  if (file_bytes < 0) not_an_arena(fd, std::string("fstat failed: ") + std::strerror(errno));
+  const auto size = static_cast<std::uint64_t>(file_bytes);
   if (size < kHeaderBytes + kPage)
     not_an_arena(fd, "truncated: " + std::to_string(size) + " bytes, less than a header and one heap page (" +
                          std::to_string(kHeaderBytes + kPage) + ")");
   if (size % kPage != 0) not_an_arena(fd, std::to_string(size) + " bytes is not a whole number of pages");
 
-  Owned o;
-  o.fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (o.fd < 0) detail::throw_errno(errno, "Arena::from_fd: dup of fd " + std::to_string(fd));
-  o.map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, o.fd, 0);
-  if (o.map == MAP_FAILED) not_an_arena(fd, std::string("it cannot be mapped: ") + std::strerror(errno));
-  o.bytes = size;
+  UniqueFd own(dup_cloexec(fd));
+  if (!own) detail::throw_errno(errno, "Arena::from_fd: dup of fd " + std::to_string(fd));
+  SharedMapping map = SharedMapping::try_map(own.get(), size);
+  if (!map) not_an_arena(fd, std::string("it cannot be mapped: ") + std::strerror(errno));
 
-  const auto& l = *static_cast<const Layout*>(o.map);
+  const auto& l = *reinterpret_cast<const Layout*>(map.data());
   const Header& h = l.header;
   if (h.magic != kMagic) not_an_arena(fd, "bad magic");
   if (h.version != kVersion)
@@ -136,8 +90,8 @@ Arena Arena::from_fd(int fd) {
       not_an_arena(fd, "a directory page offset outside the heap");
   // The allocator's lists and the directory's pages are checked as they are followed (every
   // offset is bounds-checked before use), so a peer's later scribbles are caught too.
-  Arena a(std::exchange(o.fd, -1), static_cast<std::byte*>(std::exchange(o.map, MAP_FAILED)), size,
-          h.heap_end - h.heap_begin);
+  const std::uint64_t heap_bytes = h.heap_end - h.heap_begin;
+  Arena a(own.release(), map.release(), size, heap_bytes);
   return a;
 }
 
@@ -159,8 +113,8 @@ Arena& Arena::operator=(Arena&& other) noexcept {
 }
 
 Arena::~Arena() {
-  if (base_ != nullptr) ::munmap(base_, mapped_);
-  if (fd_ >= 0) ::close(fd_);
+  const UniqueFd close_last(fd_);
+  const SharedMapping unmap_first = SharedMapping::adopt(base_, mapped_);
 }
 
 std::size_t Arena::used() const noexcept { return base_ == nullptr ? 0 : detail::Heap(base_, mapped_).used(); }
