@@ -38,8 +38,8 @@ inline constexpr int future_write = 0x0010;  // no new writable mapping or write
 /// `seals` (memfd_seal bits; 0 adds none). The result owns the descriptor.
 /// Throws Error(errno) "<who>: memfd_create(\"<name>\")", "<who>: sizing the memfd to N bytes"
 /// or "<who>: sealing the memfd"; nothing is left open when it throws.
-UniqueFd create_sealed_memfd(std::string_view name, std::uint64_t bytes, int seals,
-                             std::string_view who = "create_sealed_memfd");
+[[nodiscard]] UniqueFd create_sealed_memfd(std::string_view name, std::uint64_t bytes, int seals,
+                                           std::string_view who = "create_sealed_memfd");
 
 /// The seals on `fd` (memfd_seal bits), or -1 with errno: EINVAL when the file cannot carry seals
 /// (not a memfd or shmem file), EBADF when `fd` is not open. A memfd made without
@@ -72,14 +72,14 @@ class SharedMapping {
   /// Maps `bytes` (> 0) bytes of `fd` from offset 0, PROT_READ | PROT_WRITE, MAP_SHARED.
   /// Throws Error(errno) "<who>: mapping N bytes" (EACCES when `fd` is not open read/write,
   /// ENODEV when it cannot be mapped, EINVAL for 0 bytes, ENOMEM).
-  static SharedMapping map(int fd, std::size_t bytes, std::string_view who = "SharedMapping::map");
+  [[nodiscard]] static SharedMapping map(int fd, std::size_t bytes, std::string_view who = "SharedMapping::map");
 
   /// As map(), but on failure returns an empty mapping and leaves errno set. Never throws.
-  static SharedMapping try_map(int fd, std::size_t bytes) noexcept;
+  [[nodiscard]] static SharedMapping try_map(int fd, std::size_t bytes) noexcept;
 
   /// Takes ownership of a mapping `release()`d earlier (or made by map/try_map): `data` and
   /// `bytes` exactly as they were. adopt(nullptr, 0) is empty.
-  static SharedMapping adopt(std::byte* data, std::size_t bytes) noexcept { return SharedMapping(data, bytes); }
+  [[nodiscard]] static SharedMapping adopt(std::byte* data, std::size_t bytes) noexcept { return SharedMapping(data, bytes); }
 
   SharedMapping(SharedMapping&& o) noexcept
       : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
