@@ -3,20 +3,17 @@
 // anyone may bind or connect to "@name" — so the uid check is what keeps other users out: the
 // listener drops a client of another uid (telling it why in a reject frame), and a client
 // refuses a listening socket that another uid created.
+// The socket calls are core's (multiproc/unix_socket.hpp); this file words their errors.
+#include <multiproc/fd.hpp>
 #include <multiproc/ids.hpp>
 #include <multiproc/pipe.hpp>
+#include <multiproc/unix_socket.hpp>
 
 #include "frame.hpp"
 #include "pipe_io.hpp"
 
 #include <cerrno>
-#include <cstddef>
-#include <cstring>
-#include <fcntl.h>
 #include <poll.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 namespace multiproc {
@@ -24,95 +21,49 @@ namespace {
 
 std::string str(const std::string& op, const std::string& what) { return op + ": " + what; }
 
-struct Address {
-  sockaddr_un addr{};
-  socklen_t len = 0;
-  bool abstract = false;
-  std::string path;  // filesystem sockets
-};
-
-Address parse_address(std::string_view address, const std::string& op) {
-  Address a;
-  a.addr.sun_family = AF_UNIX;
-  const bool abstract = !address.empty() && address.front() == '@';
-  const std::string_view name = abstract ? address.substr(1) : address;
-  // Abstract names use sun_path[1..]; paths need their terminating NUL.
-  if (name.empty() || name.size() > sizeof(a.addr.sun_path) - 1)
-    detail::throw_errno(name.empty() ? EINVAL : ENAMETOOLONG,
-                        str(op, "address \"" + std::string(address) + "\" is empty or longer than " +
-                                    std::to_string(sizeof(a.addr.sun_path) - 1) + " bytes"));
-  if (abstract) {
-    a.abstract = true;
-    std::memcpy(a.addr.sun_path + 1, name.data(), name.size());
-    a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-  } else {
-    std::memcpy(a.addr.sun_path, name.data(), name.size());
-    a.path = std::string(name);
-    a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size() + 1);
-  }
+UnixAddress parse_address(std::string_view address, const std::string& op) {
+  UnixAddress a;
+  if (const int e = UnixAddress::parse(address, a); e != 0)
+    detail::throw_errno(-e, str(op, "address \"" + std::string(address) + "\" is empty or longer than " +
+                                        std::to_string(UnixAddress::max_name()) + " bytes"));
   return a;
 }
 
 int make_socket(const std::string& op) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) detail::throw_errno(errno, str(op, "socket failed"));
+  const int fd = unix_socket();
+  if (fd < 0) detail::throw_errno(-fd, str(op, "socket failed"));
   return fd;
 }
 
 ucred peer_credentials(int fd, const std::string& op) {
   ucred cred{};
-  socklen_t len = sizeof cred;
-  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    const int err = errno;
-    ::close(fd);
-    detail::throw_errno(err, str(op, "getsockopt(SO_PEERCRED) failed"));
+  if (const int e = unix_peer_credentials(fd, cred); e != 0) {
+    close_fd(fd);
+    detail::throw_errno(-e, str(op, "getsockopt(SO_PEERCRED) failed"));
   }
   return cred;
-}
-
-/// Is there a live listener at this filesystem socket? (A stale file from a crashed process
-/// refuses connections.)
-bool someone_listens(const Address& a) {
-  const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (probe < 0) return true;  // cannot tell: do not touch the file
-  const int r = ::connect(probe, reinterpret_cast<const sockaddr*>(&a.addr), a.len);
-  const int err = errno;
-  ::close(probe);
-  return r == 0 || err != ECONNREFUSED;
 }
 
 }  // namespace
 
 Listener::Listener(std::string_view address, int backlog, Backend backend) : address_(address), backend_(backend) {
   const std::string op = "Listener(" + address_ + ")";
-  const Address a = parse_address(address, op);
+  const UnixAddress a = parse_address(address, op);
   fd_ = make_socket(op);
-  int r = ::bind(fd_, reinterpret_cast<const sockaddr*>(&a.addr), a.len);
-  if (r != 0 && errno == EADDRINUSE && !a.abstract) {
-    struct stat st{};
-    if (::lstat(a.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && !someone_listens(a)) {
-      ::unlink(a.path.c_str());  // stale: its listener is gone
-      r = ::bind(fd_, reinterpret_cast<const sockaddr*>(&a.addr), a.len);
-    } else {
-      errno = EADDRINUSE;
-    }
-  }
-  if (r != 0) {
-    const int err = errno;
-    ::close(fd_);
-    fd_ = -1;
-    detail::throw_errno(err, str(op, err == EADDRINUSE ? "bind failed: another listener is there" : "bind failed"));
+  // A stale socket file (its listener gone) is replaced; a live listener's is not.
+  if (const int e = unix_bind(fd_, a); e != 0) {
+    close_fd(std::exchange(fd_, -1));
+    detail::throw_errno(-e, str(op, e == -EADDRINUSE ? "bind failed: another listener is there" : "bind failed"));
   }
   if (!a.abstract) {
-    unlink_path_ = a.path;
+    unlink_path_ = a.path();
     owner_pid_ = this_pid();
   }
   // Non-blocking: a connection that poll() announced may be gone (or taken by another process
   // sharing this listener) by the time accept4 runs; accept must not then block past a deadline.
-  if (::listen(fd_, backlog) != 0 || ::fcntl(fd_, F_SETFL, O_NONBLOCK) != 0) {
-    const int err = errno;
+  if (const int e = unix_listen(fd_, backlog); e != 0) {
     close();
-    detail::throw_errno(err, str(op, "listen failed"));
+    detail::throw_errno(-e, str(op, "listen failed"));
   }
 }
 
@@ -140,13 +91,10 @@ Listener& Listener::operator=(Listener&& o) noexcept {
 Listener::~Listener() { close(); }
 
 void Listener::close() noexcept {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-  }
+  close_fd(std::exchange(fd_, -1));
   // Only the process that bound it removes the file: a fork()ed child closing its inherited
   // copy must not pull the socket out from under its parent.
-  if (!unlink_path_.empty() && owner_pid_ == this_pid()) ::unlink(unlink_path_.c_str());
+  if (!unlink_path_.empty() && owner_pid_ == this_pid()) (void)unix_unlink(unlink_path_.c_str());
   unlink_path_.clear();
 }
 
@@ -163,11 +111,9 @@ std::optional<Connection> Listener::try_accept_until(const Deadline& deadline) {
   if (fd_ < 0) throw Error(errc::closed, str(op, "the listener is closed"));
   const uid_t me = ::geteuid();
   for (;;) {
-    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    const int c = unix_accept(fd_);  // retries EINTR and ECONNABORTED itself
     if (c < 0) {
-      const int err = errno;
-      if (err == EINTR || err == ECONNABORTED) continue;
-      if (err != EAGAIN) detail::throw_errno(err, str(op, "accept4 failed"));
+      if (c != -EAGAIN) detail::throw_errno(-c, str(op, "accept4 failed"));
       if (deadline.expired()) return std::nullopt;
       const int w = detail::wait_fd(fd_, POLLIN, deadline);
       if (w < 0) detail::throw_errno(-w, str(op, "poll failed"));
@@ -183,11 +129,8 @@ std::optional<Connection> Listener::try_accept_until(const Deadline& deadline) {
       const detail::HeaderBytes h =
           detail::encode_header(static_cast<std::uint32_t>(reason.size()), detail::FrameKind::reject);
       iovec iov[2] = {{const_cast<std::byte*>(h.data()), h.size()}, {const_cast<char*>(reason.data()), reason.size()}};
-      msghdr msg{};
-      msg.msg_iov = iov;
-      msg.msg_iovlen = 2;
-      (void)::sendmsg(c, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-      ::close(c);
+      (void)unix_send(c, iov, {}, MSG_DONTWAIT);  // MSG_NOSIGNAL: always
+      close_fd(c);
       ++refused_;
       continue;
     }
@@ -197,25 +140,15 @@ std::optional<Connection> Listener::try_accept_until(const Deadline& deadline) {
 
 Connection Client(std::string_view address, Backend backend) {
   const std::string op = "Client(" + std::string(address) + ")";
-  const Address a = parse_address(address, op);
+  const UnixAddress a = parse_address(address, op);
   const int fd = make_socket(op);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) != 0) {
-    int err = errno;
-    if (err == EINTR || err == EINPROGRESS) {
-      // The connection proceeds on its own: wait for it, then read its outcome.
-      socklen_t len = sizeof err;
-      if (detail::wait_fd(fd, POLLOUT, Deadline::never()) < 0 ||
-          ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    }
-    if (err != 0) {
-      ::close(fd);
-      detail::throw_errno(err, str(op, err == ECONNREFUSED || err == ENOENT ? "nobody listens there" : "connect failed"));
-    }
+  if (const int e = unix_connect(fd, a); e != 0) {  // waits out a connect that proceeds on its own
+    close_fd(fd);
+    detail::throw_errno(-e, str(op, e == -ECONNREFUSED || e == -ENOENT ? "nobody listens there" : "connect failed"));
   }
   const ucred peer = peer_credentials(fd, op);
   if (peer.uid != ::geteuid()) {
-    ::close(fd);
+    close_fd(fd);
     throw Error(errc::permission_denied,
                 str(op, "the listening socket belongs to uid " + std::to_string(peer.uid) + " (pid " +
                             std::to_string(peer.pid) + "), not to this process's uid " +

@@ -9,7 +9,9 @@
 #include "frame.hpp"
 #include "pipe_io.hpp"
 
+#include <multiproc/fd.hpp>
 #include <multiproc/ids.hpp>
+#include <multiproc/unix_socket.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,12 +19,9 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
-#include <fcntl.h>
 #include <mutex>
 #include <poll.h>
 #include <pthread.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -180,10 +179,10 @@ void Connection::Impl::close() noexcept {
     out_bytes = out_messages = 0;
     out.reset();
     registry_set(fd, nullptr);
-    ::close(fd);
+    close_fd(fd);
     fd = -1;
   }
-  for (const ReceivedFd& r : fds) ::close(r.fd);
+  for (const ReceivedFd& r : fds) close_fd(r.fd);
   fds.clear();
   in.reset();
   stage = {};
@@ -214,7 +213,7 @@ void Connection::Impl::at_eof(const char* op) {
 void Connection::Impl::take_fds(const char* op, detail::RecvResult& r, std::uint64_t begin) {
   if (r.nfds == 0 && !r.fds_truncated) return;
   if (r.fds_truncated || r.nfds > 1 || r.bytes == 0) {
-    for (int i = 0; i < r.nfds; ++i) ::close(r.fds[i]);
+    for (int i = 0; i < r.nfds; ++i) close_fd(r.fds[i]);
     fail_bad(op, "the peer sent more fds than messages that carry them (closed them)");
   }
   fds.push_back({r.fds[0], begin, begin + r.bytes});
@@ -271,7 +270,7 @@ void Connection::Impl::read_direct(const char* op, std::byte* dst, std::size_t n
       detail::throw_errno(-e, str(op, "recvmsg failed mid-message; the connection is closed"));
     }
     if (r.nfds > 0 || r.fds_truncated) {
-      for (int i = 0; i < r.nfds; ++i) ::close(r.fds[i]);
+      for (int i = 0; i < r.nfds; ++i) close_fd(r.fds[i]);
       fail_bad(op, "the peer sent an fd inside a message's payload (closed it)");
     }
     if (r.eof)
@@ -313,7 +312,7 @@ void Connection::Impl::refuse_non_data(const char* op, const Head& h) {
   if (h.kind == FrameKind::data) return;
   if (h.kind == FrameKind::reject) fail_refused(op, h);
   // An fd where data was expected: close the fd, drop the message, report it.
-  ::close(fds.front().fd);
+  close_fd(fds.front().fd);
   fds.pop_front();
   in.consume(kHeaderSize);
   throw Error(errc::bad_message, str(op, "the next message carried an fd (it was closed); receive fds with recv_fd()"));
@@ -525,7 +524,7 @@ void Connection::send_fixed_many(std::span<const std::byte> values, std::size_t 
 void Connection::send_fd(int fd) {
   static constexpr const char* op = "Connection::send_fd";
   Impl& c = sender(impl_, op);
-  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0)
+  if (!fd_is_open(fd))
     detail::throw_errno(EBADF, str(op, "fd " + std::to_string(fd) + " is not open"));
   // What coalescing buffered goes first, in a send of its own: the receiver sees an fd with the
   // read that touches its sendmsg's first byte, so the fd's header must be that byte.
@@ -665,7 +664,7 @@ Connection detail::adopt_socket(int fd, Backend backend, bool can_recv, bool can
     const detail::PipeIo* io = select_io(backend, op);
     return Connection(std::make_unique<Connection::Impl>(fd, io, can_recv, can_send));
   } catch (...) {
-    ::close(fd);
+    close_fd(fd);
     throw;
   }
 }
@@ -673,22 +672,12 @@ Connection detail::adopt_socket(int fd, Backend backend, bool can_recv, bool can
 std::pair<Connection, Connection> Pipe(bool duplex, Backend backend) {
   static constexpr const char* op = "Pipe";
   select_io(backend, op);  // fail before making sockets
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-    detail::throw_errno(errno, str(op, "socketpair failed"));
-  if (!duplex) {
-    // Python's Pipe(duplex=False): (receive end, send end).
-    ::shutdown(sv[0], SHUT_WR);
-    ::shutdown(sv[1], SHUT_RD);
-  }
-  Connection a;
-  try {
-    a = detail::adopt_socket(sv[0], backend, true, duplex, op);
-  } catch (...) {
-    ::close(sv[1]);
-    throw;
-  }
-  return {std::move(a), detail::adopt_socket(sv[1], backend, duplex, true, op)};
+  // Python's Pipe(duplex=False): (receive end, send end).
+  UniqueFd a, b;
+  if (const int e = duplex ? unix_socketpair(a, b) : unix_socketpair_oneway(a, b); e != 0)
+    detail::throw_errno(-e, str(op, "socketpair failed"));
+  Connection first = detail::adopt_socket(a.release(), backend, true, duplex, op);  // b closes if it throws
+  return {std::move(first), detail::adopt_socket(b.release(), backend, duplex, true, op)};
 }
 
 // ---- wait ---------------------------------------------------------------------------------------
@@ -732,21 +721,9 @@ std::vector<int> wait_until(std::span<const int> fds, const Deadline& deadline) 
   }
   std::vector<pollfd> pfds(fds.size());
   for (std::size_t i = 0; i < fds.size(); ++i) pfds[i] = {fds[i], POLLIN, 0};
-  for (;;) {
-    timespec ts{};  // zero: just look, when something is ready already
-    const timespec* tp = nullptr;
-    if (any || !deadline.infinite()) {
-      if (!any) ts = deadline.remaining_timespec();
-      tp = &ts;
-    }
-    const int r = ::ppoll(pfds.data(), pfds.size(), tp, nullptr);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      detail::throw_errno(errno, str(op, "ppoll failed"));
-    }
-    if (r == 0 && !any && !deadline.expired()) continue;  // woke a hair early: wait out the rest
-    break;
-  }
+  // Just a look when something is ready already; poll_until retries EINTR and early wake-ups.
+  if (poll_until(pfds, any ? Deadline::after(std::chrono::seconds(0)) : deadline) < 0)
+    detail::throw_errno(errno, str(op, "ppoll failed"));
   std::vector<int> out;
   for (std::size_t i = 0; i < fds.size(); ++i) {
     if ((pfds[i].revents & POLLNVAL) != 0)

@@ -8,9 +8,11 @@
 // after a send.
 //
 // Errors come back as negative errno values (never exceptions), so callers word the Error.
+// The system calls themselves are core's (multiproc/unix_socket.hpp, multiproc/fd.hpp).
 #pragma once
 
 #include <multiproc/deadline.hpp>
+#include <multiproc/unix_socket.hpp>
 
 #include <cstddef>
 #include <string_view>
@@ -22,15 +24,13 @@ namespace multiproc::detail {
 
 /// Received file descriptors beyond this many in one recvmsg are a protocol error (ours sends
 /// one fd per message, and the kernel stops a read after the message that carries fds).
-inline constexpr int kMaxRecvFds = 8;
+inline constexpr int kMaxRecvFds = static_cast<int>(kMaxPassedFds);
 
-struct RecvResult {
-  std::size_t bytes = 0;     // bytes received (0 with eof: the peer closed)
-  bool eof = false;          // orderly end of stream (or ECONNRESET: the peer is gone)
-  bool timed_out = false;    // the deadline passed first (nothing was received)
-  bool fds_truncated = false;  // MSG_CTRUNC: the kernel dropped fds that did not fit
-  int nfds = 0;              // fds received (O_CLOEXEC), now owned by the caller
-  int fds[kMaxRecvFds];
+/// One receive's outcome: core's (bytes, fds now owned by the caller, truncation) plus what the
+/// backend decided about it.
+struct RecvResult : UnixRecvResult {
+  bool eof = false;        // orderly end of stream (or ECONNRESET: the peer is gone)
+  bool timed_out = false;  // the deadline passed first (nothing was received)
 };
 
 class PipeIo {
@@ -73,12 +73,8 @@ class SendScratch {
   /// Several pieces carrying no fd and at most kSmallSend bytes in all: replaces iov[0..n) by
   /// one contiguous copy (n becomes 1). Otherwise leaves them as they are.
   void gather_small(iovec*& iov, int& n, int pass_fd) noexcept;
-  /// Fills `msg` for one sendmsg of iov[0..min(n, IOV_MAX)), with `pass_fd` (if >= 0) as
-  /// SCM_RIGHTS in this scratch's control space.
-  void prepare_msg(msghdr& msg, iovec* iov, int n, int pass_fd) noexcept;
 
  private:
-  alignas(cmsghdr) char control_[CMSG_SPACE(sizeof(int))];
   alignas(64) char small_[kSmallSend];
   iovec one_;
 };
@@ -91,20 +87,9 @@ void advance_iov(iovec*& iov, int& n, std::size_t done) noexcept;
 /// back to system calls for its calls; the wire format is the same.
 const PipeIo* uring_io() noexcept;
 
-/// One recvmsg into buf[0..len) with room for kMaxRecvFds fds of SCM_RIGHTS control data, the
-/// same for both backends (`msg` points into this object: it is neither copied nor moved).
-struct RecvMsg {
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxRecvFds)];
-  iovec v;
-  msghdr msg;
-
-  RecvMsg(void* buf, std::size_t len) noexcept;
-  RecvMsg(const RecvMsg&) = delete;
-  RecvMsg& operator=(const RecvMsg&) = delete;
-
-  /// Records a completed receive of `bytes` (0: end of stream) in `out`, with the fds that came
-  /// with it (any beyond kMaxRecvFds closed, truncation flagged).
-  void finish(std::size_t bytes, RecvResult& out) const noexcept;
-};
+/// `pass_fd` as the span of fds unix_send/UnixSendMsg take: empty when < 0.
+inline std::span<const int> fds_of(const int& pass_fd) noexcept {
+  return pass_fd >= 0 ? std::span<const int>(&pass_fd, 1) : std::span<const int>();
+}
 
 }  // namespace multiproc::detail

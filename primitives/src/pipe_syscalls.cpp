@@ -1,63 +1,16 @@
-// The plain-syscall backend: sendmsg/recvmsg on a blocking AF_UNIX stream socket, ppoll for
-// timed waits. Used where io_uring is unavailable or MULTIPROC_NO_IO_URING=1.
+// The plain-syscall backend: core's unix_send/unix_recv (sendmsg/recvmsg) on a blocking AF_UNIX
+// stream socket, poll_one (ppoll) for timed waits. Used where io_uring is unavailable or
+// MULTIPROC_NO_IO_URING=1. Makes no system call of its own.
 #include "pipe_io.hpp"
 
-#include <algorithm>
+#include <multiproc/fd.hpp>
+#include <multiproc/unix_socket.hpp>
+
 #include <cerrno>
-#include <climits>
-#include <chrono>
 #include <cstring>
 #include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 namespace multiproc::detail {
-
-void SendScratch::prepare_msg(msghdr& msg, iovec* iov, int n, int pass_fd) noexcept {
-  msg = msghdr{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = static_cast<std::size_t>(std::min(n, IOV_MAX));
-  if (pass_fd >= 0) {
-    std::memset(control_, 0, sizeof control_);
-    msg.msg_control = control_;
-    msg.msg_controllen = sizeof control_;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-  }
-}
-
-RecvMsg::RecvMsg(void* buf, std::size_t len) noexcept : v{buf, len}, msg{} {
-  std::memset(control, 0, sizeof control);
-  msg.msg_iov = &v;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-}
-
-void RecvMsg::finish(std::size_t bytes, RecvResult& out) const noexcept {
-  out.bytes = bytes;
-  out.eof = bytes == 0;
-  if ((msg.msg_flags & MSG_CTRUNC) != 0) out.fds_truncated = true;
-  if (msg.msg_control == nullptr || msg.msg_controllen < sizeof(cmsghdr)) return;
-  auto& m = const_cast<msghdr&>(msg);  // CMSG_NXTHDR takes a non-const msghdr; nothing is written
-  for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
-    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      if (out.nfds < kMaxRecvFds) {
-        out.fds[out.nfds++] = fd;
-      } else {
-        ::close(fd);  // more than any message of ours carries: never leak it
-        out.fds_truncated = true;
-      }
-    }
-  }
-}
 
 void SendScratch::gather_small(iovec*& iov, int& n, int pass_fd) noexcept {
   if (pass_fd >= 0 || n <= 1) return;
@@ -91,17 +44,10 @@ void advance_iov(iovec*& iov, int& n, std::size_t done) noexcept {
 }
 
 int wait_fd(int fd, short events, const Deadline& deadline) noexcept {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    const timespec ts = deadline.infinite() ? timespec{} : deadline.remaining_timespec();
-    const int r = ::ppoll(&p, 1, deadline.infinite() ? nullptr : &ts, nullptr);
-    if (r > 0) return (p.revents & POLLNVAL) != 0 ? -EBADF : 1;
-    if (r == 0) {
-      if (deadline.expired()) return 0;
-      continue;  // woke a hair early by the steady clock: wait out the rest
-    }
-    if (errno != EINTR) return -errno;
-  }
+  const short r = poll_one(fd, events, deadline);  // retries EINTR and early wake-ups itself
+  if (r < 0) return -errno;
+  if (r == 0) return 0;
+  return (r & POLLNVAL) != 0 ? -EBADF : 1;
 }
 
 namespace {
@@ -114,29 +60,14 @@ class SyscallIo final : public PipeIo {
     SendScratch scratch;
     scratch.gather_small(iov, n, pass_fd);
     while (n > 0) {
-      if (pass_fd < 0 && n == 1) {  // no msghdr to import
-        const ssize_t r = ::send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
-        if (r >= 0) {
-          advance_iov(iov, n, static_cast<std::size_t>(r));
-          continue;
-        }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+      // One piece and no fd goes out as send(2): no msghdr to import.
+      const ssize_t r = unix_send(fd, std::span<const iovec>(iov, static_cast<std::size_t>(n)), fds_of(pass_fd));
+      if (r < 0) {
+        if (r != -EAGAIN) return static_cast<int>(r);
+        // The user made the socket non-blocking: wait for room.
         const int w = wait_fd(fd, POLLOUT, Deadline::never());
         if (w < 0) return w;
         continue;
-      }
-      msghdr msg;
-      scratch.prepare_msg(msg, iov, n, pass_fd);
-      const ssize_t r = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {  // the user made the socket non-blocking
-          const int w = wait_fd(fd, POLLOUT, Deadline::never());
-          if (w < 0) return w;
-          continue;
-        }
-        return -errno;
       }
       pass_fd = -1;  // rode with the first byte
       advance_iov(iov, n, static_cast<std::size_t>(r));
@@ -147,20 +78,19 @@ class SyscallIo final : public PipeIo {
   int recv(int fd, void* buf, std::size_t len, bool waitall, const Deadline& deadline,
            RecvResult& out) const noexcept override {
     const bool blocking = deadline.infinite();
+    const iovec v{buf, len};
     for (;;) {
-      RecvMsg m(buf, len);
-      const int flags = MSG_CMSG_CLOEXEC | (blocking ? (waitall ? MSG_WAITALL : 0) : MSG_DONTWAIT);
-      const ssize_t r = ::recvmsg(fd, &m.msg, flags);
-      if (r >= 0) {
-        m.finish(static_cast<std::size_t>(r), out);
+      const int flags = blocking ? (waitall ? MSG_WAITALL : 0) : MSG_DONTWAIT;
+      const int e = unix_recv(fd, std::span<const iovec>(&v, 1), out, flags);
+      if (e == 0) {
+        out.eof = out.bytes == 0;
         return 0;
       }
-      if (errno == EINTR) continue;
-      if (errno == ECONNRESET) {  // the peer closed with data of ours unread: it is gone
+      if (e == -ECONNRESET) {  // the peer closed with data of ours unread: it is gone
         out.eof = true;
         return 0;
       }
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+      if (e != -EAGAIN) return e;
       if (!blocking && deadline.expired()) {
         out.timed_out = true;
         return 0;

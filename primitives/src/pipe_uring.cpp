@@ -33,9 +33,17 @@
 // calls, so one ring per thread serves every connection and a connection may change threads —
 // and every delivering flush point would need a wait. Coalesced 64 B streaming reaches ~12x one
 // write() per message synchronously (bench/pipe.cpp).
+//
+// System calls: this file makes none of its own. The ring is driven through liburing (the I/O
+// library the backend is built on: io_uring_* set the ring up, queue requests and enter the
+// kernel); the message headers it queues are core's (UnixSendMsg/UnixRecvMsg in
+// multiproc/unix_socket.hpp, the same the syscall backend sends through), and descriptors are
+// closed and polled through multiproc/fd.hpp.
 #include "pipe_io.hpp"
 
+#include <multiproc/fd.hpp>
 #include <multiproc/ids.hpp>
+#include <multiproc/unix_socket.hpp>
 
 #include <liburing.h>
 
@@ -100,7 +108,7 @@ int setup_ring(io_uring& ring) noexcept {
   (void)io_uring_ring_dontfork(&ring);
   if (io_uring_register_ring_fd(&ring) == 1) {
     // liburing now enters through the registered index; nothing we call needs the fd again.
-    ::close(ring.ring_fd);
+    close_fd(ring.ring_fd);
     ring.ring_fd = -1;
   }
   return 0;
@@ -187,13 +195,13 @@ class UringIo final : public PipeIo {
     while (n > 0) {
       io_uring* ring = t_ring.get();
       if (ring == nullptr) return syscall_io().send_all(fd, iov, n, pass_fd);
-      msghdr msg;
       io_uring_sqe* sqe = io_uring_get_sqe(ring);
+      // Completed before this iteration ends (submit_and_reap), so it may live on the stack.
+      UnixSendMsg msg(std::span<const iovec>(iov, static_cast<std::size_t>(n)), fds_of(pass_fd));
       if (pass_fd < 0 && n == 1) {  // no msghdr to import
         io_uring_prep_send(sqe, fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL | MSG_WAITALL);
       } else {
-        scratch.prepare_msg(msg, iov, n, pass_fd);
-        io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL | MSG_WAITALL);
+        io_uring_prep_sendmsg(sqe, fd, msg.get(), MSG_NOSIGNAL | MSG_WAITALL);
       }
       sqe->user_data = kOpTag;
       int res[3] = {0, 0, 0};
@@ -220,9 +228,9 @@ class UringIo final : public PipeIo {
       io_uring* ring = t_ring.get();
       if (ring == nullptr) return syscall_io().recv(fd, buf, len, waitall, deadline, out);
       const bool try_only = !deadline.infinite() && deadline.expired();
-      RecvMsg m(buf, len);
+      UnixRecvMsg m(buf, len);
       io_uring_sqe* sqe = io_uring_get_sqe(ring);
-      io_uring_prep_recvmsg(sqe, fd, &m.msg, MSG_CMSG_CLOEXEC | (try_only ? MSG_DONTWAIT : 0));
+      io_uring_prep_recvmsg(sqe, fd, m.get(), MSG_CMSG_CLOEXEC | (try_only ? MSG_DONTWAIT : 0));
       sqe->user_data = kOpTag;
       unsigned count = 1;
       __kernel_timespec ts{};
@@ -240,6 +248,7 @@ class UringIo final : public PipeIo {
       const int r = res[kOpTag];
       if (r >= 0) {
         m.finish(static_cast<std::size_t>(r), out);
+        out.eof = r == 0;
         return 0;
       }
       switch (r) {
