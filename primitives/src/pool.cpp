@@ -2,6 +2,7 @@
 // deaths and replacement, close/join/terminate) and the worker loop. The design is described
 // at the top of pool.hpp.
 #include <multiproc/arena.hpp>
+#include <multiproc/fork.hpp>
 #include <multiproc/pool.hpp>
 #include <multiproc/queue.hpp>
 
@@ -297,16 +298,7 @@ void PoolCore::start(const char* who) {
   }
   // The handler thread blocks every signal (as the supervisor does): signals belong to the
   // program's threads, and callbacks should not be interrupted by its handlers.
-  sigset_t all, old;
-  ::sigfillset(&all);
-  ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  try {
-    handler_ = std::thread(&PoolCore::handler_main, this, shared_from_this());
-  } catch (...) {
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    throw;
-  }
-  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  handler_ = thread_with_signals_blocked(&PoolCore::handler_main, this, shared_from_this());
   handler_id_ = handler_.get_id();
   std::unique_lock lk(m_);
   handler_running_ = true;

@@ -1,6 +1,8 @@
 // Process: fork + pidfd, the process-wide child registry, the at-exit join, and the
 // supervisor thread (daemon forks, reaping of detached children, exit notifications).
 // The design and its guarantees are described at the top of process.hpp.
+#include <multiproc/fd.hpp>
+#include <multiproc/fork.hpp>
 #include <multiproc/ids.hpp>
 #include <multiproc/pidfd.hpp>
 #include <multiproc/pipe.hpp>
@@ -15,14 +17,8 @@
 #include <cstdlib>
 #include <deque>
 #include <exception>
-#include <fcntl.h>
-#include <iostream>
 #include <mutex>
-#include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
@@ -48,7 +44,7 @@ struct ChildState {
   ChildState(const ChildState&) = delete;
   ChildState& operator=(const ChildState&) = delete;
   ~ChildState() {
-    if (pidfd >= 0) ::close(pidfd);
+    close_fd(pidfd);
   }
 
   bool ended() {
@@ -151,16 +147,6 @@ void finish_children() noexcept {
   r->children.clear();
 }
 
-void flush_streams() noexcept {
-  try {
-    std::cout.flush();
-    std::cerr.flush();
-    std::clog.flush();
-  } catch (...) {
-  }
-  std::fflush(nullptr);
-}
-
 // ---- the supervisor ------------------------------------------------------------------------
 
 struct SpawnRequest {
@@ -177,35 +163,12 @@ struct SpawnRequest {
 /// every signal and sleeps in poll() on an eventfd (requests) and the watched pidfds.
 class Supervisor {
  public:
-  explicit Supervisor(Supervisor* previous) : previous_(previous) {
-    efd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (efd_ < 0) throw_errno(errno, "Process: eventfd for the supervisor thread");
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) {
-      const int e = errno;
-      ::close(efd_);
-      throw_errno(e, "Process: lifeline pipe for daemon children");
-    }
-    lifeline_r_ = p[0];
-    lifeline_w_ = p[1];
-    sigset_t all, old;
-    ::sigfillset(&all);
-    ::pthread_sigmask(SIG_SETMASK, &all, &old);  // the thread starts with every signal blocked
-    try {
-      std::thread(&Supervisor::loop, this).detach();
-    } catch (...) {
-      ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-      ::close(efd_);
-      ::close(lifeline_r_);
-      ::close(lifeline_w_);
-      throw;
-    }
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  explicit Supervisor(Supervisor* previous) : previous_(previous), lifeline_(make_pipe()) {
+    thread_with_signals_blocked(&Supervisor::loop, this).detach();
   }
 
   pid_t fork_daemon(ChildState& st, ProcessTarget& target) {
-    SpawnRequest req{&st, &target, {}, this_pid()};
-    ::pthread_sigmask(SIG_SETMASK, nullptr, &req.mask);
+    SpawnRequest req{&st, &target, this_thread_sigmask(), this_pid()};
     std::unique_lock lk(m_);
     requests_.push_back(&req);
     kick();
@@ -215,14 +178,14 @@ class Supervisor {
   }
 
   std::uint64_t watch(int pidfd, std::function<void()> fn) {
-    const int fd = ::fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+    const int fd = dup_cloexec(pidfd);
     if (fd < 0) throw_errno(errno, "Process: dup of a pidfd for the supervisor");
     std::lock_guard g(m_);
     const std::uint64_t id = ++next_id_;
     try {
       watches_.push_back({id, fd, std::move(fn)});
     } catch (...) {
-      ::close(fd);
+      close_fd(fd);
       throw;
     }
     kick();
@@ -233,7 +196,7 @@ class Supervisor {
     std::lock_guard g(m_);
     auto it = std::find_if(watches_.begin(), watches_.end(), [id](const Watch& w) { return w.id == id; });
     if (it == watches_.end()) return;
-    ::close(it->fd);  // the loop rebuilds its poll set by id: a closed or reused number is harmless
+    close_fd(it->fd);  // the loop rebuilds its poll set by id: a closed or reused number is harmless
     watches_.erase(it);
     kick();
   }
@@ -241,12 +204,15 @@ class Supervisor {
   /// In a fork()ed child (atfork handler, single-threaded): drop the parent's fds. A daemon
   /// child forked by this supervisor keeps the lifeline's read end (returned), others close it.
   int release_in_child(bool keep_lifeline) noexcept {
-    ::close(efd_);
-    ::close(lifeline_w_);
-    if (keep_lifeline) return lifeline_r_;
-    ::close(lifeline_r_);
+    wake_.close();
+    lifeline_.write.reset();
+    if (keep_lifeline) return lifeline_.read.release();
+    lifeline_.read.reset();
     return -1;
   }
+
+  /// The lifeline's read end, for the daemon child to arm (it keeps this descriptor open).
+  int lifeline_read() const noexcept { return lifeline_.read.get(); }
 
  private:
   struct Watch {
@@ -255,10 +221,7 @@ class Supervisor {
     std::function<void()> fn;
   };
 
-  void kick() noexcept {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(efd_, &one, sizeof one);  // EAGAIN: already pending
-  }
+  void kick() noexcept { wake_.kick(); }
 
   void loop();
   void spawn(SpawnRequest& req);
@@ -269,9 +232,8 @@ class Supervisor {
   std::deque<SpawnRequest*> requests_;
   std::vector<Watch> watches_;
   std::uint64_t next_id_ = 0;
-  int efd_ = -1;
-  int lifeline_r_ = -1;
-  int lifeline_w_ = -1;
+  WakeupFd wake_;     // requests and watch changes
+  PipeEnds lifeline_;  // only this process holds the write end (see process.hpp)
 };
 
 std::atomic<Supervisor*> g_supervisor{nullptr};
@@ -279,7 +241,6 @@ Supervisor* g_supervisor_left = nullptr;  // the parent's supervisor in a fork()
 std::mutex g_supervisor_create;  // only serialises creation; replaced in a child with the rest
 
 thread_local bool t_forking_daemon = false;  // set by the supervisor thread around its fork()
-int g_inherited_lifeline = -1;               // in a daemon child: the lifeline's read end
 
 Supervisor& supervisor() {
   // Acquire / release: a supervisor is published once, fully constructed (creation is
@@ -307,7 +268,8 @@ void after_fork_child() noexcept {
   if (s) g_supervisor_left = s;
   g_supervisor.store(nullptr, std::memory_order_relaxed);
   new (&g_supervisor_create) std::mutex;  // the parent's may have been held by another thread
-  g_inherited_lifeline = s ? s->release_in_child(t_forking_daemon) : -1;
+  // A daemon child keeps the lifeline's read end open: fork_process arms it next.
+  if (s) (void)s->release_in_child(t_forking_daemon);
 }
 
 void register_atfork() {
@@ -317,34 +279,29 @@ void register_atfork() {
 
 [[noreturn]] void child_main(ChildState& st, ProcessTarget& target) noexcept;
 
-/// The daemon prologue (on the supervisor thread's copy, in the new child), then the target.
+/// The daemon child (on the supervisor thread's copy): fork_process has restored the
+/// requester's signal mask and armed both parent-death mechanisms (see process.hpp).
 [[noreturn]] void daemon_child_main(SpawnRequest& req) noexcept {
-  ::pthread_sigmask(SIG_SETMASK, &req.mask, nullptr);
-  // 1. Parent-death signal, armed from the supervisor thread (which lives as long as the
-  //    process), then the check for a parent that died before the prctl.
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != req.parent) ::raise(SIGKILL);
-  // 2. The lifeline: the kernel sends us SIGKILL when the parent's write end goes away. Armed
-  //    first, then checked, so a parent that died in between is seen by the poll.
-  const int fd = g_inherited_lifeline;
-  if (fd >= 0) {
-    ::fcntl(fd, F_SETOWN, ::getpid());
-    ::fcntl(fd, F_SETSIG, SIGKILL);
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_ASYNC);
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLIN))) ::raise(SIGKILL);
-  }
   g_self.daemon = true;
   child_main(*req.state, *req.target);
 }
 
 void Supervisor::spawn(SpawnRequest& req) {
+  // 1. Parent-death signal, armed from the supervisor thread (which lives as long as the
+  //    process), with the check for a parent that died before the prctl.
+  // 2. The lifeline: the kernel sends the daemon SIGKILL when this process's write end goes.
+  //    after_fork_child keeps the read end open in this child (t_forking_daemon).
+  ForkOptions opts;
+  opts.sigmask = &req.mask;
+  opts.die_with_parent = true;
+  opts.lifeline = lifeline_read();
   t_forking_daemon = true;
-  const pid_t pid = ::fork();
+  const pid_t pid = fork_process(opts);
+  const int err = errno;
   t_forking_daemon = false;
   if (pid == 0) daemon_child_main(req);
   req.pid = pid;
-  req.err = pid < 0 ? errno : 0;
+  req.err = pid < 0 ? err : 0;
 }
 
 void Supervisor::loop() {
@@ -362,18 +319,15 @@ void Supervisor::loop() {
         req->done = true;
       }
       cv_.notify_all();
-      fds.assign(1, pollfd{efd_, POLLIN, 0});
+      fds.assign(1, pollfd{wake_.fd(), POLLIN, 0});
       ids.assign(1, 0);
       for (const Watch& w : watches_) {
         fds.push_back({w.fd, POLLIN, 0});
         ids.push_back(w.id);
       }
     }
-    if (::poll(fds.data(), fds.size(), -1) < 0) continue;  // EINTR cannot happen (all blocked)
-    if (fds[0].revents) {
-      std::uint64_t v;
-      [[maybe_unused]] ssize_t n = ::read(efd_, &v, sizeof v);
-    }
+    if (poll_until(fds, Deadline::never()) < 0) continue;  // ENOMEM: try again
+    if (fds[0].revents) (void)wake_.drain();
     std::lock_guard g(m_);
     for (std::size_t i = 1; i < fds.size(); ++i) {
       if (!fds[i].revents) continue;
@@ -381,7 +335,7 @@ void Supervisor::loop() {
       if (it == watches_.end()) continue;  // removed since the poll set was built
       Watch w = std::move(*it);
       watches_.erase(it);
-      ::close(w.fd);
+      close_fd(w.fd);
       try {
         w.fn();
       } catch (...) {  // a callback must not throw; never let it end this thread
@@ -394,7 +348,7 @@ void Supervisor::loop() {
 
 [[noreturn]] void child_main(ChildState& st, ProcessTarget& target) noexcept {
   // Who we are now. (The atfork handler has already dropped the parent's registry.)
-  ProcessInfo parent{g_self.name, ::getppid()};
+  ProcessInfo parent{g_self.name, parent_pid()};
   g_self.has_parent = true;
   g_self.parent = std::move(parent);
   g_self.name = st.name;
@@ -413,9 +367,9 @@ void Supervisor::loop() {
     code = 1;
   }
   multiproc::detail::flush_connections();  // coalesced Connection sends (pipe.hpp), as exit() would
-  flush_streams();
+  flush_stdio();
   finish_children();  // this child's own children, as Python's child does at its end
-  ::_exit(code);
+  exit_child(code);
 }
 
 }  // namespace
@@ -528,12 +482,12 @@ void Process::start() {
   detail::register_atfork();
   std::call_once(detail::g_atexit_once, [] { std::atexit(&detail::finish_children); });
   detail::sweep(r);
-  detail::flush_streams();  // or the child would print the parent's buffered output again
+  flush_stdio();  // or the child would print the parent's buffered output again
   pid_t pid;
   if (s.daemon) {
     pid = detail::supervisor().fork_daemon(s, *target_);
   } else {
-    pid = ::fork();
+    pid = fork_process();
     if (pid < 0) detail::throw_errno(errno, "Process::start: fork");
     if (pid == 0) detail::child_main(s, *target_);
   }
@@ -544,8 +498,7 @@ void Process::start() {
       throw Error(std::error_code(e, std::system_category()),
                   "Process::start: the child was reaped before pidfd_open (SIGCHLD is ignored or SA_NOCLDWAIT "
                   "is set): Process needs to reap its children itself");
-    ::kill(pid, SIGKILL);  // alive (or a zombie: the PID is still ours), but we have no handle
-    ::waitpid(pid, nullptr, 0);
+    kill_and_reap(pid);  // alive (or a zombie: the PID is still ours), but we have no handle
     detail::throw_errno(e, "Process::start: pidfd_open");
   }
   s.pid = pid;
