@@ -6,8 +6,9 @@
 // Cost model: every call here is the system call(s) it names plus a few stores — noexcept, no
 // allocation, no exception; failures come back as -errno (or a struct), so the Connection hot
 // path pays nothing beyond the kernel and callers word their own multiproc::Error.
-// EINTR is retried inside every call (against the same Deadline where there is one), so no
-// caller ever sees it. Every descriptor created or received here is O_CLOEXEC.
+// EINTR is retried inside every call that can block (send, recv, accept; connect waits the
+// connection out instead), so no caller sees it. Every descriptor created or received here is
+// O_CLOEXEC.
 //
 // Blocking: the calls block exactly as the underlying socket does (the library's sockets are
 // blocking, except a listening socket after unix_listen); pass MSG_DONTWAIT for a try.
