@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <cxxabi.h>
-#include <pthread.h>
 #include <typeinfo>
 #include <unordered_map>
 
