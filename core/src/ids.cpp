@@ -67,4 +67,6 @@ pid_t this_pid() noexcept {
   return pid != 0 ? pid : detail::read_pid();
 }
 
+uid_t this_euid() noexcept { return ::geteuid(); }
+
 }  // namespace multiproc

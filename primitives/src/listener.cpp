@@ -109,7 +109,7 @@ std::optional<Connection> Listener::try_accept() { return try_accept_until(Deadl
 std::optional<Connection> Listener::try_accept_until(const Deadline& deadline) {
   const std::string op = "Listener(" + address_ + ")::accept";
   if (fd_ < 0) throw Error(errc::closed, str(op, "the listener is closed"));
-  const uid_t me = ::geteuid();
+  const uid_t me = this_euid();
   for (;;) {
     const int c = unix_accept(fd_);  // retries EINTR and ECONNABORTED itself
     if (c < 0) {
@@ -147,12 +147,12 @@ Connection Client(std::string_view address, Backend backend) {
     detail::throw_errno(-e, str(op, e == -ECONNREFUSED || e == -ENOENT ? "nobody listens there" : "connect failed"));
   }
   const ucred peer = peer_credentials(fd, op);
-  if (peer.uid != ::geteuid()) {
+  if (peer.uid != this_euid()) {
     close_fd(fd);
     throw Error(errc::permission_denied,
                 str(op, "the listening socket belongs to uid " + std::to_string(peer.uid) + " (pid " +
                             std::to_string(peer.pid) + "), not to this process's uid " +
-                            std::to_string(::geteuid()) + "; refusing to talk to another user"));
+                            std::to_string(this_euid()) + "; refusing to talk to another user"));
   }
   return detail::adopt_socket(fd, backend, true, true, op.c_str());
 }

@@ -38,4 +38,7 @@ inline pid_t this_tid() noexcept { return detail::thread_ids().tid; }
 /// This process's id (getpid(2)), cached; correct in a fork()ed child.
 pid_t this_pid() noexcept;
 
+/// This process's effective user id (geteuid(2)): whom SO_PEERCRED checks compare against.
+uid_t this_euid() noexcept;
+
 }  // namespace multiproc
