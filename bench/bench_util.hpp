@@ -9,6 +9,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
 #include <new>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -70,4 +74,38 @@ inline void raw_futex_ping_pong(benchmark::State& state) {
   shared_delete(s);
 }
 
+/// The console reporter plus what a ratio table needs: each benchmark's items/s, bytes/s and
+/// real time, by name. With --benchmark_repetitions the median stands for the benchmark
+/// (aggregates follow their runs, so it overwrites the single runs' values); otherwise the one
+/// run. A binary derives from it and prints its table in Finalize().
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& r : runs) {
+      if (r.error_occurred) continue;
+      if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "median") continue;
+      const std::string name = r.run_name.str();
+      if (const auto it = r.counters.find("items_per_second"); it != r.counters.end()) items_[name] = it->second.value;
+      if (const auto it = r.counters.find("bytes_per_second"); it != r.counters.end()) bytes_[name] = it->second.value;
+      time_[name] = r.GetAdjustedRealTime();
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+
+ protected:
+  /// The value of the first benchmark whose name starts with `prefix`; 0 when none ran.
+  static double find(const std::map<std::string, double>& m, const std::string& prefix) {
+    for (const auto& [k, v] : m)
+      if (k.rfind(prefix, 0) == 0) return v;
+    return 0;
+  }
+  /// One line of the table; skipped when a side of the ratio did not run.
+  static void print(const std::string& what, double ratio) {
+    if (ratio > 0 && ratio < 1e9) std::printf("  %-78s %6.2fx\n", what.c_str(), ratio);
+  }
+
+  std::map<std::string, double> items_, bytes_, time_;
+};
+
 }  // namespace bench
+

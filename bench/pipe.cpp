@@ -19,6 +19,8 @@
 //   ./build/bench/bench-pipe --benchmark_min_time=0.5 --benchmark_repetitions=3
 // (with repetitions the ratio table uses the medians)
 // The machine may be shared (2 vCPUs): compare ratios within one run, not absolute numbers.
+#include "bench_util.hpp"
+
 #include <multiproc/pipe.hpp>
 
 #include <benchmark/benchmark.h>
@@ -284,22 +286,8 @@ BENCHMARK(BM_Stream_Connection)
 
 // ---- the ratio table ----------------------------------------------------------------------------
 
-class RatioReporter : public benchmark::ConsoleReporter {
+class Table : public bench::RatioReporter {
  public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs) {
-      // With --benchmark_repetitions the median stands for the benchmark; otherwise the one run.
-      if (r.error_occurred) continue;
-      // Aggregates follow their runs, so a median overwrites the single runs' values.
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "median") continue;
-      const std::string name = r.run_name.str();
-      if (const auto it = r.counters.find("items_per_second"); it != r.counters.end()) items_[name] = it->second.value;
-      if (const auto it = r.counters.find("bytes_per_second"); it != r.counters.end()) bytes_[name] = it->second.value;
-      time_[name] = r.GetAdjustedRealTime();
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-
   void Finalize() override {
     ConsoleReporter::Finalize();
     std::printf("\nRatios in this run (target in brackets):\n");
@@ -325,18 +313,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
                 find(bytes_, "BM_Stream_RawWritePerMessage/1048576"));
     }
   }
-
- private:
-  static double find(const std::map<std::string, double>& m, const std::string& prefix) {
-    for (const auto& [k, v] : m)
-      if (k.rfind(prefix, 0) == 0) return v;
-    return 0;
-  }
-  static void print(const std::string& what, double ratio) {
-    if (ratio > 0 && ratio < 1e9) std::printf("  %-78s %6.2fx\n", what.c_str(), ratio);
-  }
-
-  std::map<std::string, double> items_, bytes_, time_;
 };
 
 }  // namespace
@@ -345,7 +321,7 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);  // the raw peers use write(): a dead reader must not kill the run
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter reporter;
+  Table reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;

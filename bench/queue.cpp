@@ -33,6 +33,8 @@
 // A ratio table against the peers of this same run is printed at the end (from the medians when
 // repeated). The machine may be shared (2 vCPUs, other people compiling): compare ratios within
 // one run, and interleave repetitions so that a burst of foreign load hits every peer alike.
+#include "bench_util.hpp"
+
 #include <multiproc/arena.hpp>
 #include <multiproc/futex.hpp>
 #include <multiproc/park.hpp>
@@ -548,19 +550,8 @@ BENCHMARK(BM_RoundTrip_Queue)->UseRealTime();
 
 // ---- the ratio table ------------------------------------------------------------------------------
 
-class RatioReporter : public benchmark::ConsoleReporter {
+class Table : public bench::RatioReporter {
  public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs) {
-      if (r.error_occurred) continue;
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "median") continue;
-      const std::string name = r.run_name.str();
-      if (const auto it = r.counters.find("items_per_second"); it != r.counters.end()) items_[name] = it->second.value;
-      time_[name] = r.GetAdjustedRealTime();
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-
   void Finalize() override {
     ConsoleReporter::Finalize();
     std::printf("\nRatios in this run (target in brackets):\n");
@@ -595,17 +586,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
           std::printf("  1P1C 8 B %-14s %7.1f ns a message = %5.2f line transfers\n", peer, 1e9 / r, 1e9 / r / (rt / 2));
     }
   }
-
- private:
-  static double find(const std::map<std::string, double>& m, const std::string& prefix) {
-    for (const auto& [k, v] : m)
-      if (k.rfind(prefix, 0) == 0) return v;
-    return 0;
-  }
-  static void print(const std::string& what, double ratio) {
-    if (ratio > 0 && ratio < 1e9) std::printf("  %-64s %8.2fx\n", what.c_str(), ratio);
-  }
-  std::map<std::string, double> items_, time_;
 };
 
 }  // namespace
@@ -614,7 +594,7 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter reporter;
+  Table reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;
