@@ -37,16 +37,7 @@ struct SameSizeAsInt {
   int v;
 };
 
-template <class F>
-mp::Error catch_error(F&& f) {
-  try {
-    f();
-  } catch (const mp::Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no multiproc::Error thrown";
-  return mp::Error(mp::errc::timeout, "none");
-}
+using mptest::catch_error;
 
 int seals_of(int fd) { return ::fcntl(fd, F_GET_SEALS); }
 

@@ -2,6 +2,8 @@
 // whose every wait is bounded. Used by tests/*; not part of the library.
 #pragma once
 
+#include <multiproc/error.hpp>
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -19,6 +21,19 @@
 #include <vector>
 
 namespace mptest {
+
+/// Runs `f`, which must throw multiproc::Error, and returns what it threw (a test failure, and
+/// Error(not_supported), when it throws nothing).
+template <class F>
+multiproc::Error catch_error(F&& f) {
+  try {
+    f();
+  } catch (const multiproc::Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no multiproc::Error thrown";
+  return multiproc::Error(multiproc::errc::not_supported, "nothing thrown");
+}
 
 /// `bytes` of zeroed MAP_SHARED|MAP_ANONYMOUS memory, inherited by fork()ed children.
 class SharedMemory {

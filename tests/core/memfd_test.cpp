@@ -33,17 +33,7 @@ int open_fd_count() {
   return n - 3;  // ".", ".." and the directory's own descriptor
 }
 
-/// Runs `f`, which must throw multiproc::Error; returns it.
-template <class F>
-mp::Error catch_error(F&& f) {
-  try {
-    f();
-  } catch (const mp::Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no multiproc::Error thrown";
-  return mp::Error(mp::errc::not_supported, "nothing thrown");
-}
+using mptest::catch_error;
 
 /// True while [p, p + n) is mapped in this process (msync fails with ENOMEM once it is not).
 bool mapped(const void* p, std::size_t n) { return ::msync(const_cast<void*>(p), n, MS_ASYNC) == 0; }
